@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from profiles.urls import api_urlpatterns, tracking_urlpatterns
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("v1/", include(tracking_urlpatterns)),
+    path("api/", include(api_urlpatterns)),
+]
+
+handler404 = "cdp.views.not_found"
+handler500 = "cdp.views.server_error"

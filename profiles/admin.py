@@ -1,0 +1,320 @@
+"""Admin for customer data: sources and mappings, imports, records, identities, profiles."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
+from profiles.models import (
+    DataSource,
+    Event,
+    FieldMapping,
+    Identity,
+    ImportRun,
+    MergeLog,
+    Profile,
+    ProfileRedirect,
+    RawRecord,
+    SourceRecord,
+)
+from profiles.selectors import profile_recent_events
+from profiles.services.imports import import_run_enqueue
+
+
+def _table(headers: list[str], rows) -> str:
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((c,) for c in r)),) for r in rows)
+    )
+    return format_html('<table class="cdp-table"><thead><tr>{}</tr></thead>{}</table>', head, body)
+
+
+class FieldMappingInline(admin.TabularInline):
+    model = FieldMapping
+    extra = 1
+    fields = ("source_field", "target", "transform", "identifier_type", "is_key")
+
+
+@admin.register(DataSource)
+class DataSourceAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "preset", "priority", "default_region", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name",)
+    readonly_fields = ("write_key", "created_at")
+    inlines = [FieldMappingInline]
+    fields = ("name", "kind", "preset", "priority", "default_region", "write_key", "created_at")
+
+
+class ImportRunForm(forms.ModelForm):
+    class Meta:
+        model = ImportRun
+        fields = ("source", "file")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].queryset = DataSource.objects.filter(kind=DataSource.Kind.FILE)
+        self.fields["file"].help_text = "A CSV export (Shopify, or canonical attribute headers)."
+
+
+@admin.register(ImportRun)
+class ImportRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "original_name",
+        "source",
+        "status",
+        "progress",
+        "rows_done",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "rejected_count",
+        "created_at",
+    )
+    list_filter = ("status", "source")
+    list_select_related = ("source",)
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "source",
+        "original_name",
+        "status",
+        "progress",
+        "rows_total",
+        "rows_done",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "rejected_count",
+        "error",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "rejected_rows",
+    )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ImportRunForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("source", "file")
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        obj.created_by = request.user
+        obj.original_name = form.cleaned_data["file"].name
+        super().save_model(request, obj, form, change)
+        import_run_enqueue(run=obj, actor=request.user)
+
+    @admin.display(description="Progress")
+    def progress(self, obj: ImportRun) -> str:
+        return format_html(
+            '<div class="cdp-progress" title="{}%"><span style="width:{}%"></span></div>',
+            obj.progress_percent,
+            obj.progress_percent,
+        )
+
+    @admin.display(description="Rejected rows (first 50)")
+    def rejected_rows(self, obj: ImportRun) -> str:
+        rows = obj.raw_records.filter(status=RawRecord.Status.REJECTED).order_by("row_number")[:50]
+        link = (
+            reverse("admin:profiles_rawrecord_changelist")
+            + f"?import_run__id__exact={obj.pk}&status__exact=rejected"
+        )
+        table = _table(
+            ["Row", "Error", "Row as received"],
+            ((r.row_number, r.error, json.dumps(r.payload, ensure_ascii=False)) for r in rows),
+        )
+        return format_html('{}<a href="{}">All rejected rows of this import</a>', table, link)
+
+
+@admin.register(RawRecord)
+class RawRecordAdmin(admin.ModelAdmin):
+    list_display = ("id", "source", "import_run", "row_number", "message_id", "status", "error")
+    list_filter = ("status", "source")
+    list_select_related = ("source", "import_run")
+    show_full_result_count = False
+    raw_id_fields = ("import_run", "source_record")
+    readonly_fields = [f.name for f in RawRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class IdentityInline(admin.TabularInline):
+    model = Identity
+    fk_name = "source_record"
+    extra = 0
+    fields = ("type", "raw_value", "key", "flag")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SourceRecord)
+class SourceRecordAdmin(admin.ModelAdmin):
+    list_display = ("id", "source", "external_key", "profile", "updated_at")
+    list_filter = ("source",)
+    list_select_related = ("source", "profile")
+    search_fields = ("=external_key",)
+    show_full_result_count = False
+    raw_id_fields = ("profile",)
+    readonly_fields = [f.name for f in SourceRecord._meta.fields]
+    inlines = [IdentityInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Identity)
+class IdentityAdmin(admin.ModelAdmin):
+    list_display = ("id", "type", "raw_value", "key", "flag", "profile", "source_record")
+    list_filter = ("type",)
+    search_fields = ("=key",)
+    show_full_result_count = False
+    raw_id_fields = ("profile", "source_record")
+    readonly_fields = [f.name for f in Identity._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+class SourceRecordInline(admin.TabularInline):
+    model = SourceRecord
+    extra = 0
+    fields = ("source", "external_key", "attributes", "updated_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ProfileIdentityInline(IdentityInline):
+    fk_name = "profile"
+    fields = ("type", "raw_value", "key", "flag", "source_record")
+    readonly_fields = fields
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ("id", "first_name", "last_name", "email", "phone", "city", "country")
+    search_fields = ("^last_name", "^first_name", "^email")
+    search_help_text = "E-mail, phone (any format), customer or user id, or the start of a name."
+    show_full_result_count = False
+    readonly_fields = (
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "city",
+        "country",
+        "attributes_with_sources",
+        "recent_events",
+        "created_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+    inlines = [SourceRecordInline, ProfileIdentityInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return results, may_have_duplicates
+        keys = set()
+        for id_type in IdentifierTypes.ALL:
+            try:
+                key = identifier_key(id_type, term, region=None).key
+            except InvalidValue:
+                continue
+            if key:
+                keys.add((id_type, key))
+        if keys:
+            condition = Q()
+            for id_type, key in keys:
+                condition |= Q(type=id_type, key=key)
+            ids = Identity.objects.filter(condition).values("profile_id")
+            results = results | queryset.filter(pk__in=ids)
+        return results, may_have_duplicates
+
+    @admin.display(description="Attributes (value ← source record)")
+    def attributes_with_sources(self, obj: Profile) -> str:
+        sources = {
+            sr.pk: f"{sr.source.name} #{sr.pk}"
+            for sr in obj.source_records.select_related("source")
+        }
+        return _table(
+            ["Attribute", "Value", "From"],
+            (
+                (name, value, sources.get(obj.attribute_sources.get(name), "?"))
+                for name, value in obj.attributes.items()
+            ),
+        )
+
+    @admin.display(description="Recent events")
+    def recent_events(self, obj: Profile) -> str:
+        events = profile_recent_events(profile=obj)
+        return _table(
+            ["When", "Type", "Name", "Properties"],
+            (
+                (e.timestamp, e.type, e.name, json.dumps(e.properties, ensure_ascii=False)[:200])
+                for e in events
+            ),
+        )
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("id", "type", "name", "timestamp", "profile", "source")
+    list_filter = ("type", "source")
+    list_select_related = ("profile", "source")
+    search_fields = ("=message_id", "=user_id", "=anonymous_id")
+    show_full_result_count = False
+    raw_id_fields = ("profile", "source_record", "raw_record")
+    readonly_fields = [f.name for f in Event._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(MergeLog)
+class MergeLogAdmin(admin.ModelAdmin):
+    list_display = ("id", "survivor", "merged_ids", "reason", "created_at")
+    raw_id_fields = ("survivor",)
+    readonly_fields = ("survivor", "merged_ids", "reason", "snapshot", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ProfileRedirect)
+class ProfileRedirectAdmin(admin.ModelAdmin):
+    list_display = ("old_id", "profile", "created_at")
+    search_fields = ("=old_id",)
+    raw_id_fields = ("profile",)

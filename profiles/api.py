@@ -1,0 +1,80 @@
+"""REST API for other systems: look up unified profiles (token authentication)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from cdp.api import ApiError
+from profiles.constants import IdentifierType
+from profiles.models import Identity, Profile, SourceRecord
+from profiles.selectors import profile_get, profile_lookup
+
+
+class CanViewProfiles(BasePermission):
+    message = "You do not have permission to view profiles."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.has_perm("profiles.view_profile"))
+
+
+class IdentitySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Identity
+        fields = ["type", "raw_value", "key", "flag", "source_record"]
+
+
+class SourceRecordSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name")
+
+    class Meta:
+        model = SourceRecord
+        fields = ["id", "source", "external_key", "attributes", "traits", "updated_at"]
+
+
+class ProfileSerializer(serializers.ModelSerializer):
+    identities = IdentitySerializer(many=True)
+    source_records = SourceRecordSerializer(many=True)
+    event_count = serializers.IntegerField()
+
+    class Meta:
+        model = Profile
+        fields = [
+            "id",
+            "attributes",
+            "attribute_sources",
+            "identities",
+            "source_records",
+            "event_count",
+            "created_at",
+            "updated_at",
+        ]
+
+
+@api_view(["GET"])
+@permission_classes([CanViewProfiles])
+def profile_lookup_view(request: Request) -> Response:
+    id_type = request.query_params.get("type", "")
+    value = request.query_params.get("value", "")
+    if id_type not in IdentifierType.values:
+        raise ApiError("invalid_type", f"type must be one of: {', '.join(IdentifierType.values)}.")
+    if not value.strip():
+        raise ApiError("missing_value", "value is required.")
+    profile = profile_lookup(
+        id_type=id_type, value=value, region=request.query_params.get("region", "")
+    )
+    if profile is None:
+        raise ApiError("not_found", "No profile has this identifier.", 404)
+    return Response(ProfileSerializer(profile).data)
+
+
+@api_view(["GET"])
+@permission_classes([CanViewProfiles])
+def profile_detail_view(request: Request, profile_id: int) -> Response:
+    profile = profile_get(profile_id=profile_id)
+    if profile is None:
+        raise ApiError("not_found", "No profile has this id.", 404)
+    return Response(ProfileSerializer(profile).data)

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError
+
+from profiles.constants import PRESETS
+from profiles.models import DataSource
+from profiles.services.imports import import_run_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a CSV file into a source (created if missing). Queued for the worker, "
+        "or run here with --sync."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+        parser.add_argument("--source", required=True, help="Name of the data source.")
+        parser.add_argument("--preset", choices=sorted(PRESETS), default="")
+        parser.add_argument("--region", default="", help="Default phone region for a new source.")
+        parser.add_argument("--sync", action="store_true", help="Run now instead of queueing.")
+
+    def handle(self, *args, **options):
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"No such file: {path}")
+        source, created = DataSource.objects.get_or_create(
+            name=options["source"],
+            defaults={"preset": options["preset"], "default_region": options["region"].upper()},
+        )
+        if source.kind != DataSource.Kind.FILE:
+            raise CommandError(f"Source {source.name!r} is an API source, not a file source.")
+        if not created and options["preset"] and source.preset != options["preset"]:
+            source.preset = options["preset"]
+            source.save(update_fields=["preset"])
+        with path.open("rb") as handle:
+            run = import_run_create(
+                source=source, file=File(handle, name=path.name), sync=options["sync"]
+            )
+        if not options["sync"]:
+            self.stdout.write(f"Import #{run.pk} queued; a qcluster worker will run it.")
+            return
+        self.stdout.write(
+            f"Import #{run.pk} {run.status}: read {run.rows_done}, created {run.created_count}, "
+            f"updated {run.updated_count}, unchanged {run.unchanged_count}, "
+            f"rejected {run.rejected_count}."
+        )
+        if run.error:
+            raise CommandError(run.error)

@@ -1,0 +1,68 @@
+"""Reading profiles and what belongs to them."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Prefetch, QuerySet
+
+from cdp.normalize import IdentifierKey, InvalidValue, identifier_key
+from profiles.models import Event, Identity, Profile, SourceRecord
+from profiles.services.resolution import profile_resolve_id
+
+
+def profile_detail_queryset() -> QuerySet[Profile]:
+    return Profile.objects.annotate(event_count=Count("events", distinct=True)).prefetch_related(
+        Prefetch(
+            "source_records",
+            queryset=SourceRecord.objects.select_related("source").order_by("source__priority"),
+        ),
+        Prefetch("identities", queryset=Identity.objects.order_by("type", "id")),
+    )
+
+
+def profile_get(*, profile_id: int) -> Profile | None:
+    """A profile with its details, following merge redirects."""
+    live = profile_resolve_id(profile_id)
+    if live is None:
+        return None
+    return profile_detail_queryset().get(pk=live.pk)
+
+
+def profile_lookup(*, id_type: str, value: str, region: str = "") -> Profile | None:
+    """The profile holding an identifier, given in any spelling its type normalises."""
+    try:
+        result = identifier_key(id_type, value, region=region or None)
+    except InvalidValue:
+        result = IdentifierKey(None, "invalid")
+    if result.key is None:
+        return None
+    identity = (
+        Identity.objects.filter(type=id_type, key=result.key, profile__isnull=False)
+        .order_by("profile_id")
+        .first()
+    )
+    if identity is None:
+        return None
+    return profile_detail_queryset().get(pk=identity.profile_id)
+
+
+def profile_recent_events(*, profile: Profile, limit: int = 20) -> QuerySet[Event]:
+    return Event.objects.filter(profile=profile).order_by("-timestamp")[:limit]
+
+
+def headline_counts() -> list[tuple[str, int, str]]:
+    """(label, count, admin url name) for the admin index page; each one COUNT in SQL."""
+    from profiles.models import DataSource, ImportRun, RawRecord
+
+    return [
+        ("Profiles", Profile.objects.count(), "admin:profiles_profile_changelist"),
+        ("Source records", SourceRecord.objects.count(), "admin:profiles_sourcerecord_changelist"),
+        ("Identities", Identity.objects.count(), "admin:profiles_identity_changelist"),
+        ("Events", Event.objects.count(), "admin:profiles_event_changelist"),
+        ("Sources", DataSource.objects.count(), "admin:profiles_datasource_changelist"),
+        ("Imports", ImportRun.objects.count(), "admin:profiles_importrun_changelist"),
+        (
+            "Rejected rows",
+            RawRecord.objects.filter(status=RawRecord.Status.REJECTED).count(),
+            "admin:profiles_rawrecord_changelist",
+        ),
+    ]

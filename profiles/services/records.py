@@ -1,0 +1,111 @@
+"""Writing source records and their identities in bulk (no query per row)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from profiles.models import DataSource, Event, Identity, SourceRecord
+from profiles.services.mapping import MappedRecord
+
+
+@dataclass
+class UpsertResult:
+    """Which keys were created, updated or unchanged, and the ids whose identities changed."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    record_ids: dict[str, int] = field(default_factory=dict)  # external key -> id
+    changed_ids: list[int] = field(default_factory=list)
+
+
+def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) -> UpsertResult:
+    """Create or replace source records by (source, external key), in a few queries.
+
+    A record whose mapped content is identical to what is stored counts as unchanged and is not
+    written. Within one batch a later record with the same key wins.
+    """
+    result = UpsertResult()
+    latest: dict[str, MappedRecord] = {}
+    for record in records:
+        latest[record.external_key] = record
+    existing = {
+        sr.external_key: sr
+        for sr in SourceRecord.objects.filter(source=source, external_key__in=list(latest)).only(
+            "id", "external_key", "content_hash", "profile_id"
+        )
+    }
+    now = timezone.now()
+    to_create: list[SourceRecord] = []
+    to_update: list[SourceRecord] = []
+    for key, record in latest.items():
+        content_hash = record.content_hash()
+        current = existing.get(key)
+        if current is None:
+            to_create.append(
+                SourceRecord(
+                    source=source,
+                    external_key=key,
+                    attributes=record.attributes,
+                    traits=record.traits,
+                    content_hash=content_hash,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        elif current.content_hash == content_hash:
+            result.unchanged += 1
+            result.record_ids[key] = current.pk
+        else:
+            current.attributes = record.attributes
+            current.traits = record.traits
+            current.content_hash = content_hash
+            current.updated_at = now
+            to_update.append(current)
+    # Rows repeated inside one batch count once per row: the repeats are updates of the first.
+    result.updated += len(records) - len(latest)
+    SourceRecord.objects.bulk_create(to_create, batch_size=1000)
+    SourceRecord.objects.bulk_update(
+        to_update, ["attributes", "traits", "content_hash", "updated_at"], batch_size=500
+    )
+    result.created += len(to_create)
+    result.updated += len(to_update)
+    for sr in [*to_create, *to_update]:
+        result.record_ids[sr.external_key] = sr.pk
+        result.changed_ids.append(sr.pk)
+
+    Identity.objects.filter(source_record_id__in=[sr.pk for sr in to_update]).delete()
+    identities = []
+    for sr in [*to_create, *to_update]:
+        seen = set()
+        for ident in latest[sr.external_key].identities:
+            if (ident.type, ident.raw_value) in seen:
+                continue
+            seen.add((ident.type, ident.raw_value))
+            identities.append(
+                Identity(
+                    type=ident.type,
+                    raw_value=ident.raw_value[:500],
+                    key=ident.key,
+                    flag=ident.flag[:200],
+                    source_record=sr,
+                    profile_id=sr.profile_id,
+                    created_at=now,
+                )
+            )
+    Identity.objects.bulk_create(identities, batch_size=1000)
+    return result
+
+
+def profile_links_sync(*, source_record_ids: list[int]) -> None:
+    """Copy each source record's profile onto its identities and events (set-based)."""
+    profile_of_record = Subquery(
+        SourceRecord.objects.filter(pk=OuterRef("source_record_id")).values("profile_id")[:1]
+    )
+    for start in range(0, len(source_record_ids), 5000):
+        chunk = source_record_ids[start : start + 5000]
+        Identity.objects.filter(source_record_id__in=chunk).update(profile_id=profile_of_record)
+        Event.objects.filter(source_record_id__in=chunk).update(profile_id=profile_of_record)

@@ -1,0 +1,404 @@
+"""The tracking API (Segment HTTP spec): store each message verbatim, then apply it.
+
+identify/track/page/screen/group/alias messages become Events (deduplicated by messageId per
+source) attached to a source record keyed by the user id (``user:<id>``) or, before a user is
+known, the anonymous id (``anon:<id>``). Identify traits become canonical attributes by the
+Segment reserved-trait names; every trait is also kept verbatim. A newer observation of an
+attribute wins over an older one, whatever order messages arrive in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cdp.normalize import (
+    IdentifierKey,
+    IdentifierTypes,
+    InvalidValue,
+    clean_text,
+    identifier_key,
+)
+from profiles.constants import CANONICAL_ATTRIBUTES
+from profiles.models import DataSource, Event, Identity, RawRecord, SourceRecord
+from profiles.services.mapping import convert_value, stable_hash
+from profiles.services.resolution import profiles_resolve
+
+MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
+
+# Segment reserved traits (and common snake_case spellings) -> canonical attributes.
+TRAIT_ATTRIBUTES = {
+    "email": "email",
+    "phone": "phone",
+    "firstName": "first_name",
+    "first_name": "first_name",
+    "lastName": "last_name",
+    "last_name": "last_name",
+    "birthday": "birth_date",
+    "gender": "gender",
+    "title": "job_title",
+    "createdAt": "signed_up_at",
+    "customerId": "customer_id",
+    "customer_id": "customer_id",
+}
+ADDRESS_ATTRIBUTES = {
+    "street": "street",
+    "city": "city",
+    "postalCode": "postcode",
+    "postal_code": "postcode",
+    "state": "state",
+    "country": "country",
+}
+
+
+class MessageError(ValueError):
+    """A message that cannot be applied: the reason, for the API response and the raw record."""
+
+
+@dataclass
+class _RecordUpdate:
+    """What the messages of one request say about one source record."""
+
+    external_key: str
+    observed: dict[str, tuple[str, object]] = field(default_factory=dict)  # attr -> (ts, value)
+    traits: dict[str, tuple[str, object]] = field(default_factory=dict)
+    identities: dict[tuple[str, str], None] = field(default_factory=dict)  # ordered set
+
+    def observe(self, target: dict, name: str, when: str, value: object) -> None:
+        if name not in target or target[name][0] <= when:
+            target[name] = (when, value)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """ISO-8601 with any offset and precision -> aware datetime in UTC; None when absent."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise MessageError(f"timestamp {value!r} is not an ISO-8601 string")
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    # Python reads at most 6 fractional digits: trim nanoseconds and beyond.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise MessageError(f"timestamp {value!r} is not ISO-8601") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def event_time(message: dict, received_at: datetime) -> datetime:
+    """When the event happened.
+
+    ``timestamp`` when the sender set it; else ``originalTimestamp`` corrected for the
+    sender's clock skew (receivedAt - sentAt); else the time the server received it.
+    """
+    timestamp = parse_timestamp(message.get("timestamp"))
+    if timestamp is not None:
+        return timestamp
+    original = parse_timestamp(message.get("originalTimestamp"))
+    sent = parse_timestamp(message.get("sentAt"))
+    if original is not None and sent is not None:
+        return original + (received_at - sent)
+    return original or received_at
+
+
+def message_prepare(message: object, batch: dict) -> dict:
+    """Validate one message and apply batch-level context, integrations and sentAt."""
+    if not isinstance(message, dict):
+        raise MessageError("a message must be a JSON object")
+    message = dict(message)
+    for key in ("context", "integrations", "sentAt"):
+        if key in batch and key not in message:
+            message[key] = batch[key]
+    kind = message.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise MessageError(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
+    user_id = message.get("userId")
+    anonymous_id = message.get("anonymousId")
+    for name, value in (("userId", user_id), ("anonymousId", anonymous_id)):
+        if value is not None and not isinstance(value, (str, int)):
+            raise MessageError(f"{name} must be a string")
+    if not clean_text(user_id) and not clean_text(anonymous_id):
+        raise MessageError("userId or anonymousId is required")
+    if kind == "track" and not clean_text(message.get("event")):
+        raise MessageError("track needs an event name")
+    if kind == "alias" and not clean_text(message.get("previousId")):
+        raise MessageError("alias needs a previousId")
+    for name in ("traits", "properties", "context"):
+        if name in message and not isinstance(message[name], dict):
+            raise MessageError(f"{name} must be an object")
+    if not message.get("messageId"):
+        message["messageId"] = "hash-" + stable_hash(message)
+    return message
+
+
+def record_key(message: dict) -> str:
+    user_id = clean_text(message.get("userId"))
+    return f"user:{user_id}" if user_id else f"anon:{clean_text(message.get('anonymousId'))}"
+
+
+def tracking_messages_ingest(
+    *, source: DataSource, messages: list[object], batch: dict | None = None
+) -> dict:
+    """Store and apply a list of messages. Returns {"accepted", "duplicates", "rejected": [...]}.
+
+    Raw messages are committed before anything is applied; a messageId seen before for this
+    source is stored once and counted as a duplicate.
+    """
+    batch = batch or {}
+    received_at = timezone.now()
+    prepared: list[tuple[int, dict | None, str]] = []
+    for index, message in enumerate(messages):
+        try:
+            prepared.append((index, message_prepare(message, batch), ""))
+        except MessageError as exc:
+            prepared.append((index, None, str(exc)))
+
+    valid = {}
+    for _index, message, _error in prepared:
+        if message is not None and str(message["messageId"]) not in valid:
+            valid[str(message["messageId"])[:200]] = message
+    rejected = [(messages[i], e) for i, m, e in prepared if m is None]
+    raws = _raw_messages_store(source, rejected, valid, received_at)
+    duplicates = len(valid) - len(raws)
+    if raws:
+        with transaction.atomic():
+            _messages_apply(source, raws, received_at)
+    errors = [{"index": i, "message": e} for i, m, e in prepared if m is None]
+    return {"accepted": len(raws), "duplicates": duplicates, "rejected": errors}
+
+
+def _raw_messages_store(
+    source: DataSource,
+    rejected: list[tuple[object, str]],
+    valid: dict[str, dict],
+    received_at: datetime,
+) -> dict[str, RawRecord]:
+    """Store new valid messages and rejected ones; return the new ones by messageId."""
+    rejected_raws = [
+        RawRecord(
+            source=source,
+            payload=original if isinstance(original, dict) else {"value": original},
+            content_hash=stable_hash(original),
+            status=RawRecord.Status.REJECTED,
+            error=error,
+            received_at=received_at,
+        )
+        for original, error in rejected
+    ]
+    for _attempt in range(3):
+        seen = set(
+            RawRecord.objects.filter(source=source, message_id__in=list(valid)).values_list(
+                "message_id", flat=True
+            )
+        )
+        new = {mid: m for mid, m in valid.items() if mid not in seen}
+        try:
+            with transaction.atomic():
+                raws = RawRecord.objects.bulk_create(
+                    [
+                        RawRecord(
+                            source=source,
+                            payload=m,
+                            content_hash=stable_hash(m),
+                            message_id=mid,
+                            received_at=received_at,
+                        )
+                        for mid, m in new.items()
+                    ]
+                    + rejected_raws
+                )
+        except IntegrityError:
+            continue  # a concurrent request stored one of these ids first: look again
+        return {raw.message_id: raw for raw in raws if raw.message_id}
+    raise RuntimeError("could not store messages after concurrent retries")
+
+
+def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at) -> None:
+    updates: dict[str, _RecordUpdate] = {}
+    events: list[tuple[str, Event]] = []
+    notes: dict[str, list[str]] = {}
+
+    def update_for(key: str) -> _RecordUpdate:
+        return updates.setdefault(key, _RecordUpdate(key))
+
+    for message_id, raw in raws.items():
+        message = raw.payload
+        when = event_time(message, received_at)
+        key = record_key(message)
+        update = update_for(key)
+        user_id = clean_text(message.get("userId"))
+        anonymous_id = clean_text(message.get("anonymousId"))
+        if user_id:
+            update.identities[(IdentifierTypes.USER_ID, user_id)] = None
+        if anonymous_id:
+            update.identities[(IdentifierTypes.ANONYMOUS_ID, anonymous_id)] = None
+        kind = message["type"]
+        name, properties = "", message.get("properties") or {}
+        if kind == "identify":
+            properties = message.get("traits") or {}
+            notes[message_id] = _apply_traits(
+                update, properties, when.isoformat(), _trait_region(properties, source)
+            )
+        elif kind == "track":
+            name = clean_text(message.get("event"))
+        elif kind in ("page", "screen"):
+            name = clean_text(message.get("name"))
+        elif kind == "group":
+            name = clean_text(message.get("groupId"))
+            properties = message.get("traits") or {}
+        elif kind == "alias":
+            previous = clean_text(message.get("previousId"))
+            update.identities[(IdentifierTypes.ANONYMOUS_ID, previous)] = None
+            properties = {"previousId": message.get("previousId")}
+        events.append(
+            (
+                key,
+                Event(
+                    source=source,
+                    message_id=message_id,
+                    type=kind,
+                    name=name[:200],
+                    properties=properties,
+                    context=message.get("context") or {},
+                    timestamp=when,
+                    received_at=received_at,
+                    user_id=user_id[:200],
+                    anonymous_id=anonymous_id[:200],
+                    raw_record=raw,
+                ),
+            )
+        )
+
+    record_ids = _source_records_apply(source, updates)
+    for key, event in events:
+        event.source_record_id = record_ids[key]
+    Event.objects.bulk_create([e for _, e in events], batch_size=1000)
+    profiles_resolve(source_record_ids=list(record_ids.values()))
+    for message_id, raw in raws.items():
+        raw.status = RawRecord.Status.ACCEPTED
+        raw.error = "; ".join(notes.get(message_id) or [])
+        raw.source_record_id = record_ids[record_key(raw.payload)]
+    RawRecord.objects.bulk_update(
+        list(raws.values()), ["status", "error", "source_record"], batch_size=500
+    )
+
+
+def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -> list[str]:
+    """Observe canonical attributes and verbatim traits; return notes on unusable values."""
+    notes = []
+    candidates: list[tuple[str, object]] = []
+    for trait, value in traits.items():
+        update.observe(update.traits, trait, when, value)
+        if trait in TRAIT_ATTRIBUTES:
+            candidates.append((TRAIT_ATTRIBUTES[trait], value))
+        elif trait == "name" and isinstance(value, str) and " " in value.strip():
+            first, last = value.strip().split(" ", 1)
+            if "firstName" not in traits and "first_name" not in traits:
+                candidates.append(("first_name", first))
+            if "lastName" not in traits and "last_name" not in traits:
+                candidates.append(("last_name", last))
+        elif trait == "address" and isinstance(value, dict):
+            for part, attr in ADDRESS_ATTRIBUTES.items():
+                if part in value:
+                    candidates.append((attr, value[part]))
+        elif trait == "company" and isinstance(value, dict) and value.get("name"):
+            candidates.append(("company", value["name"]))
+        elif trait == "company" and isinstance(value, str):
+            candidates.append(("company", value))
+    for name, value in candidates:
+        attr = CANONICAL_ATTRIBUTES[name]
+        text = clean_text(value) if not isinstance(value, bool) else value
+        if text == "" or text is None:
+            continue
+        try:
+            if attr.identifier:
+                # The identity keeps the raw value; the attribute holds its key when it has one.
+                update.identities[(attr.identifier, str(text))] = None
+                converted = identifier_key(attr.identifier, text, region=region).key or text
+            else:
+                converted = convert_value(attr.type, text)
+        except InvalidValue as exc:
+            notes.append(f"trait {name}: {exc}")
+            continue
+        update.observe(update.observed, name, when, converted)
+    return notes
+
+
+def _trait_region(traits: dict, source: DataSource) -> str:
+    address = traits.get("address")
+    country = clean_text(address.get("country")) if isinstance(address, dict) else ""
+    return country.upper() if len(country) == 2 else source.default_region
+
+
+def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate]) -> dict[str, int]:
+    """Create or update the source records these messages describe; add their identities.
+
+    Each attribute and trait keeps the time it was observed; an older observation never
+    overwrites a newer one.
+    """
+    now = timezone.now()
+    records = {
+        sr.external_key: sr
+        for sr in SourceRecord.objects.filter(source=source, external_key__in=list(updates))
+    }
+    to_create, to_update = [], []
+    for key, update in updates.items():
+        record = records.get(key)
+        if record is None:
+            record = SourceRecord(source=source, external_key=key, created_at=now)
+            records[key] = record
+            to_create.append(record)
+        changed = False
+        for prefix, target, observed in (
+            ("trait:", record.traits, update.traits),
+            ("", record.attributes, update.observed),
+        ):
+            for name, (when, value) in observed.items():
+                if record.observed_at.get(prefix + name, "") <= when:
+                    target[name] = value
+                    record.observed_at[prefix + name] = when
+                    changed = True
+        record.updated_at = now
+        if changed and record.pk is not None:
+            to_update.append(record)
+    SourceRecord.objects.bulk_create(to_create, batch_size=1000)
+    SourceRecord.objects.bulk_update(
+        to_update, ["attributes", "traits", "observed_at", "updated_at"], batch_size=500
+    )
+
+    have = set(
+        Identity.objects.filter(source_record__in=list(records.values())).values_list(
+            "source_record_id", "type", "raw_value"
+        )
+    )
+    new_identities = []
+    for key, update in updates.items():
+        record = records[key]
+        region = str(record.attributes.get("country") or source.default_region)
+        for id_type, raw in update.identities:
+            if (record.pk, id_type, raw[:500]) in have:
+                continue
+            have.add((record.pk, id_type, raw[:500]))
+            try:
+                result = identifier_key(id_type, raw, region=region)
+            except InvalidValue as exc:
+                result = IdentifierKey(None, str(exc))
+            new_identities.append(
+                Identity(
+                    type=id_type,
+                    raw_value=raw[:500],
+                    key=result.key,
+                    flag=result.flag[:200],
+                    source_record=record,
+                    profile_id=record.profile_id,
+                    created_at=now,
+                )
+            )
+    Identity.objects.bulk_create(new_identities, batch_size=1000)
+    return {key: record.pk for key, record in records.items()}

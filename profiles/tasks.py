@@ -1,0 +1,10 @@
+"""django-q2 tasks: take an id, load the run row, call one service."""
+
+from profiles.models import ImportRun
+from profiles.services.imports import import_run_execute as _execute
+
+
+def import_run_execute(run_id: int) -> str:
+    run = ImportRun.objects.select_related("source").get(pk=run_id)
+    run = _execute(run=run)
+    return run.status

@@ -1,0 +1,145 @@
+"""The tracking API (Segment HTTP tracking spec): /v1/identify, /v1/track, ... and /v1/batch.
+
+Success is exactly HTTP 200 {"success": true}. Errors are 400/401/405/413 with a JSON body
+holding ``code`` and ``message``; nothing is ever answered with a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import io
+import json
+import logging
+import zlib
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from cdp.api import json_error
+from profiles.models import DataSource
+from profiles.services.tracking import tracking_messages_ingest
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+
+
+class RequestError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _read_body(request: HttpRequest) -> dict:
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise RequestError("batch_too_large", "The body is too large.") from None
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
+                raw = handle.read(MAX_BATCH_BYTES + 1)
+        except (OSError, EOFError, zlib.error):
+            raise RequestError("invalid_gzip", "The body is not valid gzip.") from None
+    if len(raw) > MAX_BATCH_BYTES:
+        raise RequestError(
+            "batch_too_large", f"The decompressed body is over {MAX_BATCH_BYTES} bytes."
+        )
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError("invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise RequestError("invalid_json", "The body must be a JSON object.")
+    return body
+
+
+def _write_key(request: HttpRequest, body: dict) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise RequestError(
+                "invalid_auth", "The Authorization header is malformed.", 401
+            ) from None
+        return decoded.split(":", 1)[0]
+    key = body.get("writeKey")
+    return key if isinstance(key, str) else ""
+
+
+def _source_for(request: HttpRequest, body: dict) -> DataSource:
+    key = _write_key(request, body)
+    if not key:
+        raise RequestError("missing_write_key", "No write key was sent.", 401)
+    source = DataSource.objects.filter(write_key=key, kind=DataSource.Kind.API).first()
+    if source is None:
+        raise RequestError("invalid_write_key", "The write key is not known.", 401)
+    return source
+
+
+def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
+    if request.method != "POST":
+        return json_error("method_not_allowed", "Use POST.", 405)
+    try:
+        body = _read_body(request)
+        source = _source_for(request, body)
+        if message_type is None:
+            messages = body.get("batch")
+            if not isinstance(messages, list):
+                raise RequestError("invalid_batch", "batch must be a list of messages.")
+            batch_level = {k: body[k] for k in ("context", "integrations", "sentAt") if k in body}
+        else:
+            message = {k: v for k, v in body.items() if k != "writeKey"}
+            message.setdefault("type", message_type)
+            if message["type"] != message_type:
+                raise RequestError("invalid_type", f"This endpoint takes {message_type} messages.")
+            messages, batch_level = [message], {}
+        for index, message in enumerate(messages):
+            size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > MAX_MESSAGE_BYTES:
+                raise RequestError(
+                    "message_too_large",
+                    f"Message {index} is {size} bytes; the limit is {MAX_MESSAGE_BYTES}.",
+                )
+    except RequestError as exc:
+        return json_error(exc.code, exc.message, exc.status)
+    result = tracking_messages_ingest(source=source, messages=messages, batch=batch_level)
+    if result["rejected"]:
+        first = result["rejected"][0]
+        return JsonResponse(
+            {
+                "code": "invalid_message",
+                "message": f"{len(result['rejected'])} message(s) rejected; "
+                f"message {first['index']}: {first['message']}",
+                "rejected": result["rejected"],
+            },
+            status=400,
+        )
+    return JsonResponse({"success": True})
+
+
+@csrf_exempt
+def tracking_batch(request: HttpRequest) -> JsonResponse:
+    return _handle(request, None)
+
+
+def _single(message_type: str):
+    @csrf_exempt
+    def view(request: HttpRequest) -> JsonResponse:
+        return _handle(request, message_type)
+
+    view.__name__ = f"tracking_{message_type}"
+    return view
+
+
+tracking_identify = _single("identify")
+tracking_track = _single("track")
+tracking_page = _single("page")
+tracking_screen = _single("screen")
+tracking_group = _single("group")
+tracking_alias = _single("alias")
