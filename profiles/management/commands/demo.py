@@ -1,0 +1,118 @@
+"""Load the demo data (and optionally serve the admin with a worker): `python manage.py demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files import File
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from profiles.models import DataSource, Event, Profile, SourceRecord
+from profiles.services.imports import import_run_create
+from profiles.services.tracking import tracking_messages_ingest
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo_data"
+DEMO_PASSWORD = os.environ.get("CDP_DEMO_PASSWORD", "cdp-demo")
+DEMO_USERS = {
+    "admin": None,
+    "engineer": "Data Engineer",
+    "steward": "Data Steward",
+    "marketer": "Marketer",
+    "privacy": "Privacy Officer",
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Migrate, create demo users and sources, load the demo customers and events "
+        "(idempotent). With --serve, also start a qcluster worker and the web server."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--serve", action="store_true", help="Serve the admin afterwards.")
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+
+    def handle(self, *args, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        self._users()
+        shopify, _ = DataSource.objects.get_or_create(
+            name="Shopify",
+            defaults={"preset": "shopify", "priority": 10, "default_region": "US"},
+        )
+        crm, _ = DataSource.objects.get_or_create(
+            name="CRM", defaults={"priority": 20, "default_region": "US"}
+        )
+        website, _ = DataSource.objects.get_or_create(
+            name="Website", defaults={"kind": DataSource.Kind.API, "priority": 30}
+        )
+        for source, filename in ((shopify, "shopify_customers.csv"), (crm, "crm_contacts.csv")):
+            with (DEMO_DIR / filename).open("rb") as handle:
+                run = import_run_create(source=source, file=File(handle, filename), sync=True)
+            self.stdout.write(
+                f"{filename}: read {run.rows_done}, created {run.created_count}, "
+                f"updated {run.updated_count}, unchanged {run.unchanged_count}, "
+                f"rejected {run.rejected_count}"
+            )
+        accepted = duplicates = 0
+        for batch in _jsonl_batches(DEMO_DIR / "events.jsonl", 500):
+            with transaction.atomic():
+                result = tracking_messages_ingest(source=website, messages=batch)
+            accepted += result["accepted"]
+            duplicates += result["duplicates"]
+        self.stdout.write(f"events.jsonl: stored {accepted}, already stored {duplicates}")
+        self.stdout.write(
+            f"Now: {Profile.objects.count()} profiles from {SourceRecord.objects.count()} "
+            f"source records, {Event.objects.count()} events."
+        )
+        self.stdout.write(f"Website write key: {website.write_key}")
+        if options["serve"]:
+            self._serve(options["addr"])
+
+    def _users(self) -> None:
+        User = get_user_model()
+        for username, role in DEMO_USERS.items():
+            user, _ = User.objects.get_or_create(username=username)
+            user.is_staff = True
+            user.is_superuser = role is None
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            if role:
+                user.groups.set([Group.objects.get(name=role)])
+
+    def _serve(self, addr: str) -> None:
+        host_port = addr if ":" in addr else f"127.0.0.1:{addr}"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nOpen http://{host_port}/admin/ and log in as admin / {DEMO_PASSWORD}\n"
+                f"(also engineer, steward, marketer, privacy with the same password).\n"
+                "A qcluster worker runs background jobs. Stop with Ctrl+C.\n"
+            )
+        )
+        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"])
+        try:
+            call_command("runserver", host_port, use_reloader=False)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+
+
+def _jsonl_batches(path: Path, size: int):
+    batch = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                batch.append(json.loads(line))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
