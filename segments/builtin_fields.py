@@ -191,7 +191,7 @@ class EventKind(ConditionKind):
         }
 
     def _window(self, window: Any, path: str, problems: Problems):
-        if window in (None, {}, ""):
+        if window in (None, {}, "") or (isinstance(window, dict) and not window.get("type")):
             return None
         kind = window.get("type") if isinstance(window, dict) else None
         if kind == "last_days":
