@@ -121,8 +121,6 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    if (window.htmx) htmx.onLoad(initSortables);
-    initSortables(document);
-  });
+  document.addEventListener("htmx:load", function (event) { initSortables(event.target); });
+  document.addEventListener("DOMContentLoaded", function () { initSortables(document); });
 })();
