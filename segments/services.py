@@ -91,6 +91,8 @@ def segment_refresh_request(*, segment: Segment, requested_by=None, sync: bool =
     )
     audit_record(actor=requested_by, action="segment.refresh", target=segment)
     job_enqueue("segments.tasks.segment_refresh_execute", refresh.pk, sync=sync)
+    if sync:
+        refresh.refresh_from_db()
     return refresh
 
 
@@ -119,7 +121,12 @@ def segment_refresh_execute(*, refresh: SegmentRefresh) -> SegmentRefresh:
                 left_count=left,
                 finished_at=now,
             )
-    except (RuleError, Exception) as exc:  # the run row records any failure
+    except RuleError as exc:
+        logger.warning("segment refresh %s failed: invalid rules", refresh.pk)
+        SegmentRefresh.objects.filter(pk=refresh.pk).update(
+            status=SegmentRefresh.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+    except Exception as exc:  # the run row records any failure
         logger.exception("segment refresh %s failed", refresh.pk)
         SegmentRefresh.objects.filter(pk=refresh.pk).update(
             status=SegmentRefresh.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()

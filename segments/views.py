@@ -168,7 +168,7 @@ def palette_with_nodes() -> list[dict]:
 
 
 def group_label(path: str) -> str:
-    """"include.1.0" -> "Include › 2 › 1" (positions count from 1)."""
+    """ "include.1.0" -> "Include › 2 › 1" (positions count from 1)."""
     parts = path.split(".")
     if parts[0] not in ("include", "exclude"):
         return path
