@@ -162,8 +162,12 @@ class Target:
         return self._wrap(self._present())
 
     def matches(self, lookups: dict[str, Any]) -> Q:
-        """True when the value is present and satisfies every ``{lookup: value}`` (one row)."""
-        condition = self._present()
+        """True when the value is present and satisfies every ``{lookup: value}`` (one row).
+
+        Validated values are never empty, so a blank text column cannot satisfy them and needs
+        no separate presence test (which keeps the SQL as plain as a hand-written query).
+        """
+        condition = Q() if self.blank_is_missing else self._present()
         for lookup, value in lookups.items():
             condition &= Q(**{f"{self.path}__{lookup}": value})
         return self._wrap(condition)
