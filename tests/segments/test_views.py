@@ -184,3 +184,20 @@ def test_marketer_without_profile_permission_gets_no_preview(client, berliners, 
     ).content.decode()
     assert '<strong id="seg-total" hx-swap-oob="true">2</strong>' in html
     assert "ann@example.de" not in html and "seg-preview" not in html
+
+
+def test_segment_list_has_starters_and_a_query_budget(
+    admin_client, db, django_assert_max_num_queries
+):
+    for i in range(15):
+        segment_create(name=f"Segment {i}", rules=rules(F("city", "equals", "Berlin")))
+
+    with django_assert_max_num_queries(12):
+        html = admin_client.get(reverse("admin:segments_segment_changelist")).content.decode()
+    assert html.count('href="/admin/segments/segment/builder/?start=') == 4
+    assert "Segment 14" in html
+
+
+def test_add_goes_to_the_builder(admin_client, db):
+    response = admin_client.get(reverse("admin:segments_segment_add"))
+    assert response.headers["Location"] == reverse("admin:segments_builder")
