@@ -8,7 +8,8 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Func, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 
 from profiles.constants import CANONICAL_ATTRIBUTES, TRAIT_PREFIX, AttributeType
 from segments.compiler import (
@@ -284,16 +285,23 @@ class EventKind(ConditionKind):
         return rows.order_by()
 
     def compile(self, node: dict, ctx: CompileContext) -> Q:
-        rows = self.events(node, ctx).values("pk")
+        rows = self.events(node, ctx)
         op, count = node["frequency"]["op"], node["frequency"]["count"]
-        # EXISTS with OFFSET stops at the Nth matching event instead of counting them all.
-        at_least = Exists(rows[count - 1 : count]) if count else None
-        more_than = Exists(rows[count : count + 1])
-        if op == "at_least":
-            return Q(at_least)
-        if op == "at_most":
-            return ~Q(more_than)
-        return (Q(at_least) & ~Q(more_than)) if count else ~Q(more_than)
+        exists = Q(Exists(rows.values("pk")))
+        if op == "at_least" and count == 1:
+            return exists
+        if count == 0:  # at most 0 / exactly 0: never
+            return ~exists
+        # A correlated COUNT, as one would write it by hand; the planner costs it like the
+        # hand-written query (EXISTS ... OFFSET looked dearer and triggered JIT compilation).
+        counted = Subquery(
+            rows.annotate(n=Func(Value(1), function="COUNT", output_field=IntegerField())).values(
+                "n"
+            )[:1],
+            output_field=IntegerField(),
+        )
+        lookup = {"at_least": GreaterThanOrEqual, "at_most": LessThanOrEqual, "exactly": Exact}
+        return Q(lookup[op](counted, count))
 
     def describe(self, node: dict, registry: Registry) -> str:
         freq = node["frequency"]
@@ -347,6 +355,7 @@ class SegmentKind(ConditionKind):
             tz=ctx.tz,
             segment_rules=ctx.segment_rules,
             stack=(*ctx.stack, segment_id),
+            negated=ctx.negated != (not node["in"]),
         )
         try:
             q = rules_compile(rules, inner).q

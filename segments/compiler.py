@@ -64,6 +64,9 @@ class CompileContext:
     collect: dict[str, Q] | None = None
     stack: tuple[int, ...] = ()
     path: str = ""
+    # True while compiling under an odd number of negations (NOT group, exclude, not in
+    # segment): conditions there must be two-valued, never SQL NULL.
+    negated: bool = False
 
     def day_start(self, day: date) -> datetime:
         """Midnight at the start of ``day`` in the workspace time zone."""
@@ -385,6 +388,7 @@ def compile_field(node: dict, f: Field, ctx: CompileContext) -> Q:
     if op_name in ("is_set", "is_not_set"):
         q = target.present()
         return ~q if op_name == "is_not_set" else q
+    strict = ctx.negated or op.negative
     if f.type in (FieldType.DATE, FieldType.DATETIME):
         parsed = (
             [date.fromisoformat(v) for v in value]
@@ -394,8 +398,8 @@ def compile_field(node: dict, f: Field, ctx: CompileContext) -> Q:
             else value
         )
         if f.type == FieldType.DATETIME:
-            return target.matches(time_bounds(op_name, parsed, ctx))
-        return target.matches(date_bounds(op_name, parsed, ctx))
+            return target.matches(time_bounds(op_name, parsed, ctx), strict=strict)
+        return target.matches(date_bounds(op_name, parsed, ctx), strict=strict)
     positive = {
         "equals": "exact",
         "not_equals": "exact",
@@ -410,15 +414,18 @@ def compile_field(node: dict, f: Field, ctx: CompileContext) -> Q:
         "less_or_equal": "lte",
     }
     if op_name == "between":
-        return target.matches({"gte": value[0], "lte": value[1]})
-    q = target.matches({positive[op_name]: value})
+        return target.matches({"gte": value[0], "lte": value[1]}, strict=strict)
+    q = target.matches({positive[op_name]: value}, strict=strict)
     return ~q if op.negative else q
 
 
 def compile_node(node: dict, path: str, ctx: CompileContext) -> Q:
     node_type = node["type"]
     if node_type == "group":
+        outer = ctx.negated
+        ctx.negated = outer != node["negate"]
         parts = [compile_node(c, f"{path}.{i}", ctx) for i, c in enumerate(node["children"])]
+        ctx.negated = outer
         if not parts:
             q = EVERYONE  # an empty group is ignored, negated or not
         else:
@@ -452,5 +459,8 @@ def rules_compile(rules: Any, ctx: CompileContext) -> Compiled:
     include = compile_node(clean["include"], "include", ctx)
     q = include
     if clean["exclude"]["children"]:
+        outer = ctx.negated
+        ctx.negated = not outer
         q = include & ~compile_node(clean["exclude"], "exclude", ctx)
+        ctx.negated = outer
     return Compiled(q=q, rules=clean, nodes=ctx.collect if ctx.collect is not None else {})

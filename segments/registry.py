@@ -161,13 +161,22 @@ class Target:
         """True exactly when the value is present and not null (never SQL NULL)."""
         return self._wrap(self._present())
 
-    def matches(self, lookups: dict[str, Any]) -> Q:
+    def matches(self, lookups: dict[str, Any], *, strict: bool = True) -> Q:
         """True when the value is present and satisfies every ``{lookup: value}`` (one row).
 
-        Validated values are never empty, so a blank text column cannot satisfy them and needs
-        no separate presence test (which keeps the SQL as plain as a hand-written query).
+        ``strict`` adds the presence test that makes the result FALSE rather than SQL NULL for
+        a missing value. The compiler asks for it only under a negation: in a WHERE clause made
+        of AND/OR alone, NULL already behaves as FALSE. Rows of a related table (EXISTS) and
+        blank text columns (validated values are never empty) never need it. This keeps the SQL
+        as plain as a hand-written query.
         """
-        condition = Q() if self.blank_is_missing else self._present()
+        condition = Q()
+        if self.model is None and not self.blank_is_missing:
+            if strict:
+                condition = self._present()
+            elif self.json:
+                # JSON null must still fail (SQLite compares its text 'null' with values).
+                condition = ~Q(**{self.path: None})
         for lookup, value in lookups.items():
             condition &= Q(**{f"{self.path}__{lookup}": value})
         return self._wrap(condition)

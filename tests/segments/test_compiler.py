@@ -205,6 +205,32 @@ CASES = [
         },
         {"Ann", "Cem"},
     ),
+    (
+        "NOT over a JSON number keeps null and missing",
+        AND(F("total_spent", "greater", 50), negate=True),
+        {"Ben", "Cem", "Dora", "Eva"},
+    ),
+    (
+        "NOT over OR of JSON conditions",
+        AND(
+            OR(
+                F("total_spent", "less", 50),
+                F("accepts_email_marketing", "equals", True),
+                negate=True,
+            )
+        ),
+        {"Cem", "Dora"},
+    ),
+    (
+        "exclude over a JSON number keeps null and missing",
+        {"include": AND(), "exclude": OR(F("total_spent", "less", 50))},
+        {"Ann", "Cem", "Dora"},
+    ),
+    (
+        "double negation is the original",
+        AND(AND(F("total_spent", "greater", 50), negate=True), negate=True),
+        {"Ann"},
+    ),
     # behaviour: counts, windows (calendar vs rolling), property filters
     ("event at least once, ever", AND(EV("Order Completed")), {"Ann", "Ben", "Cem"}),
     ("event at least twice", AND(EV("Order Completed", count=2)), {"Ann"}),
@@ -320,6 +346,15 @@ def test_membership_of_another_segment(people):
         "Ben",
         "Cem",
         "Dora",
+    }
+    spenders = Segment.objects.create(
+        name="Spenders", rules={"include": AND(F("total_spent", "greater", 50))}
+    )
+    assert members(AND({"type": "segment", "segment": spenders.pk, "in": False})) == {
+        "Ben",
+        "Cem",
+        "Dora",
+        "Eva",
     }
 
 
