@@ -102,23 +102,19 @@ def normalize_phone(raw: object, region: str | None) -> IdentifierKey:
 
 
 def _national_starts_with_country_code(text: str, region: str | None, number) -> bool:
-    """True when a number written without + or 00 reads as valid both ways.
+    """True when a number written without + or 00 starts with its region's country code.
 
-    "49 30 1234567" with region DE is either the German national number 4930 1234567 or
-    +49 30 1234567 written without its +; which one was meant cannot be known. For NANP
-    numbers the leading 1 is the trunk prefix, so phonenumbers reads both ways alike.
+    "49 30 1234567" with region DE may be +49 30 1234567 missing its +, or a national number
+    that happens to start with 49; phonenumbers would pick one, so the key is withheld. Where
+    the national (trunk) prefix is the country code itself (NANP: 1), there is no ambiguity.
     """
     if region is None or text.startswith(("+", "00")):
         return False
     digits = re.sub(r"\D", "", text)
     code = str(phonenumbers.country_code_for_region(region))
-    if not digits.startswith(code):
-        return False
-    try:
-        international = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_valid_number(international) and international != number
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    trunk = (metadata.national_prefix or "") if metadata else ""
+    return digits.startswith(code) and not code.startswith(trunk or "-") and len(digits) > 8
 
 
 def normalize_id(raw: object) -> str:

@@ -223,6 +223,7 @@ class _Components:
         self.parent = {r: r for r in strong}
         self.members = {r: [r] for r in strong}
         self.strong = strong
+        self.vetoed: list[tuple[int, int]] = []
 
     def find(self, r: int) -> int:
         while self.parent[r] != r:
@@ -245,6 +246,7 @@ class _Components:
         if ra == rb:
             return True
         if self.conflicts(ra, rb):
+            self.vetoed.append((a, b))
             return False
         self.parent[rb] = ra
         self.members[ra].extend(self.members.pop(rb))
@@ -403,6 +405,11 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
                     for other in key_owners.get(tuple(name.split(":", 1)), set()):
                         if matching.pair_key(profile.pk, other) not in dnm:
                             bridges.append(matching.pair_key(other, profile.pk))
+    # Records kept apart by a guard inside this batch: their profiles are a pair to review.
+    for a, b in components.vetoed:
+        pa, pb = assignment.get(a) or current[a], assignment.get(b) or current[b]
+        if pa and pb and pa != pb and matching.pair_key(pa, pb) not in dnm:
+            bridges.append(matching.pair_key(pa, pb))
     if bridges:
         scored = _score_profile_pairs(sorted(set(bridges)), spec)
         for item in scored:
