@@ -118,9 +118,8 @@ class BulkAcceptForm(forms.Form):
 
 @admin.register(MergeSuggestion)
 class MergeSuggestionAdmin(admin.ModelAdmin):
-    list_display = ("id", "review_link", "left", "right", "score", "rule", "status", "created_at")
+    list_display = ("id", "review_link", "left_id", "right_id", "score", "rule", "status", "created_at")
     list_filter = ("status",)
-    list_select_related = ("left", "right")
     show_full_result_count = False
     ordering = ("-score", "created_at")
     readonly_fields = [f.name for f in MergeSuggestion._meta.fields]

@@ -505,8 +505,13 @@ class MergeSuggestion(models.Model):
         REJECTED = "rejected", "Rejected"
         SKIPPED = "skipped", "Skipped"
 
-    left = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
-    right = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: the decision stays on record after a merge removes one side.
+    left = models.ForeignKey(
+        Profile, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    right = models.ForeignKey(
+        Profile, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     score = models.FloatField()
     field_scores = models.JSONField(
         default=dict, help_text="Per field: similarity (0..1 or null = missing) and contribution."
