@@ -28,12 +28,16 @@ HEADER = "customer_id,first_name,last_name,email,phone,birth_date,street,postcod
 
 
 def keys(source) -> dict[str, int]:
-    return dict(SourceRecord.objects.filter(source=source).values_list("external_key", "profile_id"))
+    return dict(
+        SourceRecord.objects.filter(source=source).values_list("external_key", "profile_id")
+    )
 
 
 def test_shared_role_mailbox_never_links(make_source, import_csv):
     source = make_source()
-    import_csv(source, HEADER + "C-1,Ann,Lee,info@acme.com,,,,,,\nC-2,Bob,Stone,INFO@acme.com,,,,,,\n")
+    import_csv(
+        source, HEADER + "C-1,Ann,Lee,info@acme.com,,,,,,\nC-2,Bob,Stone,INFO@acme.com,,,,,,\n"
+    )
     assert len(set(keys(source).values())) == 2
     assert MergeSuggestion.objects.count() == 0
 
@@ -100,7 +104,11 @@ def test_full_run_merges_fuzzy_duplicates_and_dry_run_changes_nothing(make_sourc
     assert Profile.objects.count() == 2
 
     dry = call_resolve(dry_run=True)
-    assert (dry.report["merges"], dry.report["profiles_after"], Profile.objects.count()) == (1, 1, 2)
+    assert (dry.report["merges"], dry.report["profiles_after"], Profile.objects.count()) == (
+        1,
+        1,
+        2,
+    )
 
     run = call_resolve()
     assert run.status == "succeeded"
