@@ -171,7 +171,9 @@ def run_generated(args) -> None:
                     "first_name": row["First Name"],
                     "last_name": row["Last Name"],
                     "email": key(IdentifierTypes.EMAIL, row["Email"]),
-                    "phone": key(IdentifierTypes.PHONE, row["Phone"] or row["Default Address Phone"], country),
+                    "phone": key(
+                        IdentifierTypes.PHONE, row["Phone"] or row["Default Address Phone"], country
+                    ),
                     "street": row["Default Address Address1"],
                     "postcode": row["Default Address Zip"].lstrip("'"),
                     "city": row["Default Address City"],
@@ -203,11 +205,15 @@ def run_generated(args) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ap, ar, af = m["auto"]
     bp, br, _ = m["both"]
-    print(f"{'records':>9}{'true pairs':>11}{'cand pairs':>11}{'PC':>8}{'auto P':>8}{'auto R':>8}"
-          f"{'auto F1':>8}{'+sugg R':>9}{'load s':>8}{'block s':>8}{'score s':>8}{'peak MB':>9}")  # fmt: skip
-    print(f"{m['records']:>9}{m['true_pairs']:>11}{m['candidate_pairs']:>11}{m['pair_completeness']:>8.4f}"
-          f"{ap:>8.4f}{ar:>8.4f}{af:>8.4f}{br:>9.4f}{load:>8.1f}{m['blocking_s']:>8.1f}"
-          f"{m['scoring_s']:>8.1f}{peak:>9.0f}")  # fmt: skip
+    print(
+        f"{'records':>9}{'true pairs':>11}{'cand pairs':>11}{'PC':>8}{'auto P':>8}{'auto R':>8}"
+        f"{'auto F1':>8}{'+sugg R':>9}{'load s':>8}{'block s':>8}{'score s':>8}{'peak MB':>9}"
+    )
+    print(
+        f"{m['records']:>9}{m['true_pairs']:>11}{m['candidate_pairs']:>11}{m['pair_completeness']:>8.4f}"
+        f"{ap:>8.4f}{ar:>8.4f}{af:>8.4f}{br:>9.4f}{load:>8.1f}{m['blocking_s']:>8.1f}"
+        f"{m['scoring_s']:>8.1f}{peak:>9.0f}"
+    )
 
 
 def main() -> None:

@@ -118,7 +118,16 @@ class BulkAcceptForm(forms.Form):
 
 @admin.register(MergeSuggestion)
 class MergeSuggestionAdmin(admin.ModelAdmin):
-    list_display = ("id", "review_link", "left_id", "right_id", "score", "rule", "status", "created_at")
+    list_display = (
+        "id",
+        "review_link",
+        "left_id",
+        "right_id",
+        "score",
+        "rule",
+        "status",
+        "created_at",
+    )
     list_filter = ("status",)
     show_full_result_count = False
     ordering = ("-score", "created_at")

@@ -8,8 +8,12 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from profiles.models import MergeSuggestion, Profile
-from profiles.services.resolution import _score_profile_pairs, ruleset_active, ruleset_spec
-from profiles.services.resolution import suggestions_upsert
+from profiles.services.resolution import (
+    _score_profile_pairs,
+    ruleset_active,
+    ruleset_spec,
+    suggestions_upsert,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -121,7 +121,12 @@ def snapshot_state():
     return {
         "profiles": sorted(
             Profile.objects.values_list(
-                "pk", "first_name", "last_name", "email", "attributes", "attribute_sources",
+                "pk",
+                "first_name",
+                "last_name",
+                "email",
+                "attributes",
+                "attribute_sources",
                 "created_at",
             )
         ),
@@ -129,7 +134,7 @@ def snapshot_state():
         "identities": sorted(Identity.objects.values_list("pk", "profile_id")),
         "events": sorted(Event.objects.values_list("pk", "profile_id")),
         "redirects": sorted(ProfileRedirect.objects.values_list("old_id", "profile_id")),
-    }  # fmt: skip
+    }
 
 
 def test_merge_then_unmerge_restores_both_exactly_and_no_run_redoes_it(
@@ -140,10 +145,16 @@ def test_merge_then_unmerge_restores_both_exactly_and_no_run_redoes_it(
     import_csv(source, PAIR)
     tracking_messages_ingest(
         source=web,
-        messages=[{"type": "identify", "messageId": "m1", "userId": "u1",
-                   "traits": {"email": "lena.m@example.org"}},
-                  {"type": "track", "messageId": "m2", "userId": "u1", "event": "Order Completed"}],
-    )  # fmt: skip
+        messages=[
+            {
+                "type": "identify",
+                "messageId": "m1",
+                "userId": "u1",
+                "traits": {"email": "lena.m@example.org"},
+            },
+            {"type": "track", "messageId": "m2", "userId": "u1", "event": "Order Completed"},
+        ],
+    )
     before = snapshot_state()
     left, right = sorted(Profile.objects.values_list("pk", flat=True))
     suggestion = MergeSuggestion.objects.create(left_id=left, right_id=right, score=20.0)
@@ -181,10 +192,20 @@ def test_rejected_suggestion_is_never_suggested_again(make_source, import_csv, a
 
 def test_late_older_identify_never_overwrites_a_newer_value(make_source):
     web = make_source(name="web", kind="api")
-    new = {"type": "identify", "messageId": "new", "userId": "u1",
-           "timestamp": "2026-05-01T10:00:00Z", "traits": {"address": {"city": "Berlin"}}}  # fmt: skip
-    old = {"type": "identify", "messageId": "old", "userId": "u1",
-           "timestamp": "2026-01-01T10:00:00Z", "traits": {"address": {"city": "Bonn"}}}  # fmt: skip
+    new = {
+        "type": "identify",
+        "messageId": "new",
+        "userId": "u1",
+        "timestamp": "2026-05-01T10:00:00Z",
+        "traits": {"address": {"city": "Berlin"}},
+    }
+    old = {
+        "type": "identify",
+        "messageId": "old",
+        "userId": "u1",
+        "timestamp": "2026-01-01T10:00:00Z",
+        "traits": {"address": {"city": "Bonn"}},
+    }
     tracking_messages_ingest(source=web, messages=[new])
     tracking_messages_ingest(source=web, messages=[old])
     assert Profile.objects.get().city == "Berlin"
@@ -197,10 +218,16 @@ def test_most_recent_strategy_across_sources_uses_event_time(make_source, import
     import_csv(crm, "customer_id,email,city\nC-1,ann@example.com,Bonn\n")
     tracking_messages_ingest(
         source=web,
-        messages=[{"type": "identify", "messageId": "m", "userId": "u1",
-                   "timestamp": "2099-01-01T00:00:00Z",
-                   "traits": {"email": "ann@example.com", "address": {"city": "Berlin"}}}],
-    )  # fmt: skip
+        messages=[
+            {
+                "type": "identify",
+                "messageId": "m",
+                "userId": "u1",
+                "timestamp": "2099-01-01T00:00:00Z",
+                "traits": {"email": "ann@example.com", "address": {"city": "Berlin"}},
+            }
+        ],
+    )
     profile = Profile.objects.get()
     web_record = SourceRecord.objects.get(source=web)
     assert (profile.city, profile.attribute_sources["city"]) == ("Berlin", web_record.pk)
