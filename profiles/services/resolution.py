@@ -325,18 +325,20 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
 
     # Existing profiles holding the changed records' linkable keys.
     key_owners: dict[tuple[str, str], set[int]] = defaultdict(set)
-    link_list = sorted(links)
-    for start in range(0, len(link_list), 1000):
-        condition = Q()
-        for id_type, key in link_list[start : start + 1000]:
-            condition |= Q(type=id_type, key=key)
+    # Look keys up by value (one indexed IN list per chunk; an OR of (type, key) pairs is too
+    # deep for SQLite's expression limit) and keep the pairs whose type matches too.
+    link_values = sorted({key for _type, key in links})
+    for start in range(0, len(link_values), 2000):
         rows = (
-            Identity.objects.filter(condition, profile__isnull=False)
+            Identity.objects.filter(
+                key__in=link_values[start : start + 2000], profile__isnull=False
+            )
             .values_list("type", "key", "profile_id")
             .distinct()
         )
         for id_type, key, profile_id in rows:
-            key_owners[(id_type, key)].add(profile_id)
+            if (id_type, key) in links:
+                key_owners[(id_type, key)].add(profile_id)
 
     groups: dict[int, list[int]] = defaultdict(list)
     for sr_id in current:
