@@ -262,11 +262,12 @@ def date_order_from_evidence(evidence: set[str]) -> str:
 def parse_date(text: str, *, date_format: str = "", order: str = "") -> str:
     """A date as ISO text: ISO input, an explicit strptime format, or d/m/y in a known order.
 
+    ISO values are read in every column, also one with an explicit format.
     ``order`` is what the whole column showed (see ``date_order_from_evidence``); a d/m/y value
     in a column whose order is ambiguous or contradictory is an error, never a guess.
     """
     text = text.strip()
-    if date_format:
+    if date_format and not _ISO_START.match(text):
         try:
             return datetime.strptime(text, date_format).date().isoformat()  # noqa: DTZ007
         except ValueError:

@@ -23,9 +23,9 @@ from cdp.normalize import (
     clean_text,
     identifier_key,
 )
-from profiles.constants import CANONICAL_ATTRIBUTES
+from profiles.constants import CANONICAL_ATTRIBUTES, AttributeType
 from profiles.models import DataSource, Event, Identity, RawRecord, SourceRecord
-from profiles.services.mapping import convert_value, stable_hash
+from profiles.services.mapping import convert_value, parse_iso_date, stable_hash
 from profiles.services.resolution import profiles_resolve
 
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
@@ -254,7 +254,9 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
             properties = message.get("traits") or {}
         elif kind == "alias":
             previous = clean_text(message.get("previousId"))
-            update.identities[(IdentifierTypes.ANONYMOUS_ID, previous)] = None
+            if previous and previous != user_id:
+                # previousId == userId says nothing new: no identity, no link.
+                update.identities[(IdentifierTypes.ANONYMOUS_ID, previous)] = None
             properties = {"previousId": message.get("previousId")}
         events.append(
             (
@@ -321,6 +323,8 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
                 # The identity keeps the raw value; the attribute holds its key when it has one.
                 update.identities[(attr.identifier, str(text))] = None
                 converted = identifier_key(attr.identifier, text, region=region).key or text
+            elif attr.type == AttributeType.DATE:
+                converted = parse_iso_date(str(text))  # the spec's dates are ISO-8601
             else:
                 converted = convert_value(attr.type, text)
         except InvalidValue as exc:
