@@ -137,6 +137,16 @@ def message_prepare(message: object, batch: dict) -> dict:
     return message
 
 
+def identify_traits(message: dict) -> dict:
+    """An identify's traits: ``traits``, or ``context.traits`` where RudderStack's SDKs put them."""
+    traits = message.get("traits")
+    if isinstance(traits, dict) and traits:
+        return traits
+    context = message.get("context")
+    nested = context.get("traits") if isinstance(context, dict) else None
+    return nested if isinstance(nested, dict) else {}
+
+
 def record_key(message: dict) -> str:
     user_id = clean_text(message.get("userId"))
     return f"user:{user_id}" if user_id else f"anon:{clean_text(message.get('anonymousId'))}"
@@ -241,7 +251,7 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
         kind = message["type"]
         name, properties = "", message.get("properties") or {}
         if kind == "identify":
-            properties = message.get("traits") or {}
+            properties = identify_traits(message)
             notes[message_id] = _apply_traits(
                 update, properties, when.isoformat(), _trait_region(properties, source)
             )
