@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from cdp.bulk import bulk_update_rows
 from profiles.models import (
     Event,
     Identity,
@@ -121,7 +122,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     for sr_id, profile_id in assignment.items():
         by_profile[profile_id].append(sr_id)
     changed = [SourceRecord(pk=sr_id, profile_id=p) for sr_id, p in assignment.items()]
-    SourceRecord.objects.bulk_update(changed, ["profile_id"], batch_size=500)
+    bulk_update_rows(SourceRecord, changed, ["profile"])
     profile_links_sync(source_record_ids=ids)
     touched = {assignment.get(sr_id) or current[sr_id] for sr_id in ids}
     profile_attributes_refresh(profile_ids=[p for p in touched if p])

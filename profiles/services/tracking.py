@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cdp.bulk import bulk_update_rows
 from cdp.normalize import (
     IdentifierKey,
     IdentifierTypes,
@@ -296,9 +297,7 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
         raw.status = RawRecord.Status.ACCEPTED
         raw.error = "; ".join(notes.get(message_id) or [])
         raw.source_record_id = record_ids[record_key(raw.payload)]
-    RawRecord.objects.bulk_update(
-        list(raws.values()), ["status", "error", "source_record"], batch_size=500
-    )
+    bulk_update_rows(RawRecord, list(raws.values()), ["status", "error", "source_record"])
 
 
 def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -> list[str]:
@@ -382,9 +381,7 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
         if changed and record.pk is not None:
             to_update.append(record)
     SourceRecord.objects.bulk_create(to_create, batch_size=1000)
-    SourceRecord.objects.bulk_update(
-        to_update, ["attributes", "traits", "observed_at", "updated_at"], batch_size=500
-    )
+    bulk_update_rows(SourceRecord, to_update, ["attributes", "traits", "observed_at", "updated_at"])
 
     have = set(
         Identity.objects.filter(source_record__in=list(records.values())).values_list(

@@ -1,0 +1,103 @@
+"""Set-based bulk writes that Django's ORM makes slow.
+
+``QuerySet.bulk_update`` builds one ``CASE WHEN id = ... THEN ...`` expression per field per row
+and resolves each through the ORM: for thousands of rows that costs more than the database
+work. ``bulk_update_rows`` sends one ``UPDATE ... FROM (VALUES ...)`` per chunk instead
+(PostgreSQL, and SQLite >= 3.33), with values prepared by each field as the ORM would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db import connection, models
+
+CHUNK_ROWS = 1000
+SQLITE_MAX_VARIABLES = 32_000
+
+
+def bulk_update_rows(
+    model: type[models.Model], objs: Iterable[models.Model], fields: Sequence[str]
+) -> int:
+    """Write ``fields`` of each object to its row by primary key; returns rows sent."""
+    objs = list(objs)
+    if not objs:
+        return 0
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    pk = meta.pk
+    table = connection.ops.quote_name(meta.db_table)
+    columns = [connection.ops.quote_name(f.column) for f in concrete]
+    pk_column = connection.ops.quote_name(pk.column)
+    postgres = connection.vendor == "postgresql"
+    chunk = CHUNK_ROWS
+    if not postgres:
+        chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // (len(concrete) + 1)))
+    if postgres:
+        casts = [f"::{pk.db_type(connection)}"] + [f"::{f.db_type(connection)}" for f in concrete]
+        names = ["id", *[f"v{i}" for i in range(len(concrete))]]
+        assignments = ", ".join(f"{c} = v.v{i}" for i, c in enumerate(columns))
+        where = f"{table}.{pk_column} = v.id"
+        alias = f"v({', '.join(names)})"
+    else:
+        casts = [""] * (len(concrete) + 1)
+        assignments = ", ".join(f"{c} = v.column{i + 2}" for i, c in enumerate(columns))
+        where = f"{table}.{pk_column} = v.column1"
+        alias = "v"
+    row_sql = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), chunk):
+            part = objs[start : start + chunk]
+            params: list = []
+            for obj in part:
+                params.append(pk.get_db_prep_save(obj.pk, connection))
+                for field in concrete:
+                    params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+            values = ", ".join([row_sql] * len(part))
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS {alias} WHERE {where}",
+                params,
+            )
+    return len(objs)
+
+
+def bulk_insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """Insert plain value tuples (in ``fields`` order) without building model instances.
+
+    One multi-row ``INSERT`` per chunk (PostgreSQL, SQLite >= 3.35 for RETURNING); values are
+    prepared by each field as the ORM would. Returns the ``returning`` columns of each row.
+    """
+    if not rows:
+        return []
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    table = connection.ops.quote_name(meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in concrete)
+    back = [meta.get_field(name) for name in returning]
+    suffix = ""
+    if back:
+        suffix = " RETURNING " + ", ".join(connection.ops.quote_name(f.column) for f in back)
+    chunk = CHUNK_ROWS
+    if connection.vendor != "postgresql":
+        chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))
+    row_sql = "(" + ", ".join(["%s"] * len(concrete)) + ")"
+    result: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            params = [
+                field.get_db_prep_save(value, connection)
+                for row in part
+                for field, value in zip(concrete, row, strict=True)
+            ]
+            values = ", ".join([row_sql] * len(part))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}", params)
+            if back:
+                result.extend(tuple(r) for r in cursor.fetchall())
+    return result
