@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
 from profiles.models import DataSource, FieldMapping, ImportRun, RawRecord
 from profiles.services.mapping import (
@@ -460,22 +461,33 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
                         )
                     )
         return
-    RawRecord.objects.bulk_create(
+    bulk_insert_rows(
+        RawRecord,
         [
-            RawRecord(
-                source=source,
-                import_run=run,
-                row_number=number,
-                payload=row,
-                content_hash=stable_hash(row),
-                status=status,
-                error=error,
-                source_record_id=record_id,
-                received_at=received_at,
+            "source",
+            "import_run",
+            "row_number",
+            "payload",
+            "content_hash",
+            "status",
+            "error",
+            "source_record",
+            "received_at",
+        ],
+        [
+            (
+                source.pk,
+                run.pk,
+                number,
+                row,
+                stable_hash(row),
+                status,
+                error,
+                record_id,
+                received_at,
             )
             for number, row, status, error, record_id in rows
         ],
-        batch_size=BATCH_SIZE,
     )
 
 
