@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from cdp.bulk import bulk_update_rows
@@ -29,6 +29,7 @@ from profiles.models import DataSource, Event, Identity, RawRecord, SourceRecord
 from profiles.services.mapping import convert_value, parse_iso_date, stable_hash
 from profiles.services.resolution import profiles_resolve
 
+APPLY_ATTEMPTS = 3
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 
 # Segment reserved traits (and common snake_case spellings) -> canonical attributes.
@@ -177,9 +178,18 @@ def tracking_messages_ingest(
     rejected = [(messages[i], e) for i, m, e in prepared if m is None]
     raws = _raw_messages_store(source, rejected, valid, received_at)
     duplicates = len(valid) - len(raws)
-    if raws:
-        with transaction.atomic():
-            _messages_apply(source, raws, received_at)
+    for attempt in range(APPLY_ATTEMPTS):
+        if not raws:
+            break
+        try:
+            with transaction.atomic():
+                _messages_apply(source, raws, received_at)
+            break
+        except (OperationalError, IntegrityError):
+            # A deadlock or a race with a concurrent request on the same records: the
+            # transaction rolled back as a whole, so applying again is safe.
+            if attempt == APPLY_ATTEMPTS - 1:
+                raise
     errors = [{"index": i, "message": e} for i, m, e in prepared if m is None]
     return {"accepted": len(raws), "duplicates": duplicates, "rejected": errors}
 
@@ -203,12 +213,15 @@ def _raw_messages_store(
         for original, error in rejected
     ]
     for _attempt in range(3):
-        seen = set(
+        seen = dict(
             RawRecord.objects.filter(source=source, message_id__in=list(valid)).values_list(
-                "message_id", flat=True
+                "message_id", "status"
             )
         )
         new = {mid: m for mid, m in valid.items() if mid not in seen}
+        # Stored by an earlier request whose apply failed (or is still running): apply again
+        # (idempotent: events are unique per messageId, observations keep the newest).
+        unapplied = [mid for mid, status in seen.items() if status == RawRecord.Status.PENDING]
         try:
             with transaction.atomic():
                 raws = RawRecord.objects.bulk_create(
@@ -226,7 +239,11 @@ def _raw_messages_store(
                 )
         except IntegrityError:
             continue  # a concurrent request stored one of these ids first: look again
-        return {raw.message_id: raw for raw in raws if raw.message_id}
+        result = {raw.message_id: raw for raw in raws if raw.message_id}
+        if unapplied:
+            again = RawRecord.objects.filter(source=source, message_id__in=unapplied)
+            result.update({raw.message_id: raw for raw in again})
+        return result
     raise RuntimeError("could not store messages after concurrent retries")
 
 
@@ -291,7 +308,7 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
     record_ids = _source_records_apply(source, updates)
     for key, event in events:
         event.source_record_id = record_ids[key]
-    Event.objects.bulk_create([e for _, e in events], batch_size=1000)
+    Event.objects.bulk_create([e for _, e in events], batch_size=1000, ignore_conflicts=True)
     profiles_resolve(source_record_ids=list(record_ids.values()))
     for message_id, raw in raws.items():
         raw.status = RawRecord.Status.ACCEPTED
@@ -356,18 +373,33 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
     overwrites a newer one.
     """
     now = timezone.now()
+    keys = sorted(updates)
+    existing = set(
+        SourceRecord.objects.filter(source=source, external_key__in=keys).values_list(
+            "external_key", flat=True
+        )
+    )
+    # Concurrent requests may create the same record: insert what is missing, in key order
+    # (so two requests never wait on each other crosswise), skipping what another request
+    # created meanwhile; then lock every record this request changes, in key order.
+    SourceRecord.objects.bulk_create(
+        [
+            SourceRecord(source=source, external_key=key, created_at=now, updated_at=now)
+            for key in keys
+            if key not in existing
+        ],
+        ignore_conflicts=True,
+    )
     records = {
         sr.external_key: sr
-        for sr in SourceRecord.objects.filter(source=source, external_key__in=list(updates))
+        for sr in SourceRecord.objects.select_for_update()
+        .filter(source=source, external_key__in=keys)
+        .order_by("external_key")
     }
-    to_create, to_update = [], []
+    to_update = []
     for key, update in updates.items():
-        record = records.get(key)
-        if record is None:
-            record = SourceRecord(source=source, external_key=key, created_at=now)
-            records[key] = record
-            to_create.append(record)
-        changed = False
+        record = records[key]
+        changed = key not in existing
         for prefix, target, observed in (
             ("trait:", record.traits, update.traits),
             ("", record.attributes, update.observed),
@@ -378,9 +410,8 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
                     record.observed_at[prefix + name] = when
                     changed = True
         record.updated_at = now
-        if changed and record.pk is not None:
+        if changed:
             to_update.append(record)
-    SourceRecord.objects.bulk_create(to_create, batch_size=1000)
     bulk_update_rows(SourceRecord, to_update, ["attributes", "traits", "observed_at", "updated_at"])
 
     have = set(
