@@ -14,6 +14,35 @@ from django.db import connection, models
 
 CHUNK_ROWS = 1000
 SQLITE_MAX_VARIABLES = 32_000
+_AS_IS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.BooleanField,
+    models.ForeignKey,
+    models.AutoField,
+    models.BigAutoField,
+)
+
+
+def _preparer(field: models.Field):
+    """A function preparing a value of this field for the database, as the ORM would.
+
+    Plain strings, numbers and ids pass as they are; date-times are prepared once per
+    distinct value (a batch carries the same ``now`` in every row); others go through the field.
+    """
+    if isinstance(field, _AS_IS):
+        return lambda value: value
+    if isinstance(field, models.DateTimeField):
+        cache: dict = {}
+
+        def prepare(value):
+            if value not in cache:
+                cache[value] = field.get_db_prep_save(value, connection)
+            return cache[value]
+
+        return prepare
+    return lambda value: field.get_db_prep_save(value, connection)
 
 
 def bulk_update_rows(
@@ -45,14 +74,15 @@ def bulk_update_rows(
         where = f"{table}.{pk_column} = v.column1"
         alias = "v"
     row_sql = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
+    preparers = [(f.attname, _preparer(f)) for f in concrete]
     with connection.cursor() as cursor:
         for start in range(0, len(objs), chunk):
             part = objs[start : start + chunk]
             params: list = []
             for obj in part:
-                params.append(pk.get_db_prep_save(obj.pk, connection))
-                for field in concrete:
-                    params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+                params.append(obj.pk)
+                for attname, prepare in preparers:
+                    params.append(prepare(getattr(obj, attname)))
             values = ", ".join([row_sql] * len(part))
             cursor.execute(
                 f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS {alias} WHERE {where}",
@@ -88,13 +118,14 @@ def bulk_insert_rows(
         chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))
     row_sql = "(" + ", ".join(["%s"] * len(concrete)) + ")"
     result: list[tuple] = []
+    preparers = [_preparer(f) for f in concrete]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             params = [
-                field.get_db_prep_save(value, connection)
+                prepare(value)
                 for row in part
-                for field, value in zip(concrete, row, strict=True)
+                for prepare, value in zip(preparers, row, strict=True)
             ]
             values = ", ".join([row_sql] * len(part))
             cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}", params)
