@@ -97,6 +97,7 @@ def bulk_insert_rows(
     rows: Sequence[Sequence],
     *,
     returning: Sequence[str] = (),
+    ignore_conflicts: bool = False,
 ) -> list[tuple]:
     """Insert plain value tuples (in ``fields`` order) without building model instances.
 
@@ -110,9 +111,9 @@ def bulk_insert_rows(
     table = connection.ops.quote_name(meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in concrete)
     back = [meta.get_field(name) for name in returning]
-    suffix = ""
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     if back:
-        suffix = " RETURNING " + ", ".join(connection.ops.quote_name(f.column) for f in back)
+        suffix += " RETURNING " + ", ".join(connection.ops.quote_name(f.column) for f in back)
     chunk = CHUNK_ROWS
     if connection.vendor != "postgresql":
         chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from cdp.bulk import bulk_update_rows
+from cdp.bulk import bulk_insert_rows, bulk_update_rows
 from cdp.normalize import (
     IdentifierKey,
     IdentifierTypes,
@@ -30,6 +30,21 @@ from profiles.services.mapping import convert_value, parse_iso_date, stable_hash
 from profiles.services.resolution import profiles_resolve
 
 APPLY_ATTEMPTS = 3
+EVENT_FIELDS = [
+    "source",
+    "message_id",
+    "type",
+    "name",
+    "properties",
+    "context",
+    "timestamp",
+    "received_at",
+    "user_id",
+    "anonymous_id",
+    "source_record",
+    "profile",
+    "raw_record",
+]
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 
 # Segment reserved traits (and common snake_case spellings) -> canonical attributes.
@@ -224,19 +239,38 @@ def _raw_messages_store(
         unapplied = [mid for mid, status in seen.items() if status == RawRecord.Status.PENDING]
         try:
             with transaction.atomic():
-                raws = RawRecord.objects.bulk_create(
+                rows = [
+                    (source.pk, m, stable_hash(m), mid, RawRecord.Status.PENDING, "", received_at)
+                    for mid, m in new.items()
+                ] + [
+                    (source.pk, r.payload, r.content_hash, None, r.status, r.error, received_at)
+                    for r in rejected_raws
+                ]
+                ids = bulk_insert_rows(
+                    RawRecord,
                     [
-                        RawRecord(
-                            source=source,
-                            payload=m,
-                            content_hash=stable_hash(m),
-                            message_id=mid,
-                            received_at=received_at,
-                        )
-                        for mid, m in new.items()
-                    ]
-                    + rejected_raws
+                        "source",
+                        "payload",
+                        "content_hash",
+                        "message_id",
+                        "status",
+                        "error",
+                        "received_at",
+                    ],
+                    rows,
+                    returning=["id", "message_id"],
                 )
+                raws = [
+                    RawRecord(
+                        pk=pk,
+                        source=source,
+                        payload=new[mid],
+                        message_id=mid,
+                        received_at=received_at,
+                    )
+                    for pk, mid in ids
+                    if mid is not None
+                ]
         except IntegrityError:
             continue  # a concurrent request stored one of these ids first: look again
         result = {raw.message_id: raw for raw in raws if raw.message_id}
@@ -308,7 +342,16 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
     record_ids = _source_records_apply(source, updates)
     for key, event in events:
         event.source_record_id = record_ids[key]
-    Event.objects.bulk_create([e for _, e in events], batch_size=1000, ignore_conflicts=True)
+    # A message applied again after a failure may have its event already: keep the first.
+    bulk_insert_rows(
+        Event,
+        EVENT_FIELDS,
+        [
+            tuple(getattr(e, Event._meta.get_field(f).attname) for f in EVENT_FIELDS)
+            for _, e in events
+        ],
+        ignore_conflicts=True,
+    )
     profiles_resolve(source_record_ids=list(record_ids.values()))
     for message_id, raw in raws.items():
         raw.status = RawRecord.Status.ACCEPTED
