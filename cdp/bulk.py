@@ -8,6 +8,7 @@ work. ``bulk_update_rows`` sends one ``UPDATE ... FROM (VALUES ...)`` per chunk 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from django.db import connection, models
@@ -45,6 +46,18 @@ def _preparer(field: models.Field):
     return lambda value: field.get_db_prep_save(value, connection)
 
 
+def _pg_array_param(field: models.Field, values: list) -> tuple[str, list]:
+    """One column as an array parameter with its cast, for ``unnest`` on PostgreSQL."""
+    if isinstance(field, models.JSONField):
+        encoder = field.encoder
+        texts = [None if v is None else json.dumps(v, cls=encoder) for v in values]
+        return "%s::text[]::jsonb[]", texts
+    db_type = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+    if field.primary_key:
+        db_type = "bigint"
+    return f"%s::{db_type}[]", values
+
+
 def bulk_update_rows(
     model: type[models.Model], objs: Iterable[models.Model], fields: Sequence[str]
 ) -> int:
@@ -59,6 +72,26 @@ def bulk_update_rows(
     columns = [connection.ops.quote_name(f.column) for f in concrete]
     pk_column = connection.ops.quote_name(pk.column)
     postgres = connection.vendor == "postgresql"
+    if postgres:
+        # unnest of one array per column: a fixed statement whatever the row count, so the
+        # driver parses it once and the parameter count stays small.
+        sql_arrays, params = [], []
+        for field, values in [
+            (pk, [obj.pk for obj in objs]),
+            *[(f, [getattr(obj, f.attname) for obj in objs]) for f in concrete],
+        ]:
+            placeholder, param = _pg_array_param(field, values)
+            sql_arrays.append(placeholder)
+            params.append(param)
+        names = ", ".join(["id", *[f"v{i}" for i in range(len(concrete))]])
+        assignments = ", ".join(f"{c} = v.v{i}" for i, c in enumerate(columns))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({', '.join(sql_arrays)}) "
+                f"AS v({names}) WHERE {table}.{pk_column} = v.id",
+                params,
+            )
+        return len(objs)
     chunk = CHUNK_ROWS
     if not postgres:
         chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // (len(concrete) + 1)))
@@ -114,9 +147,20 @@ def bulk_insert_rows(
     suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     if back:
         suffix += " RETURNING " + ", ".join(connection.ops.quote_name(f.column) for f in back)
-    chunk = CHUNK_ROWS
-    if connection.vendor != "postgresql":
-        chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))
+    if connection.vendor == "postgresql":
+        sql_arrays, params = [], []
+        for index, field in enumerate(concrete):
+            placeholder, param = _pg_array_param(field, [row[index] for row in rows])
+            sql_arrays.append(placeholder)
+            params.append(param)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({', '.join(sql_arrays)})"
+                f"{suffix}",
+                params,
+            )
+            return [tuple(r) for r in cursor.fetchall()] if back else []
+    chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))
     row_sql = "(" + ", ".join(["%s"] * len(concrete)) + ")"
     result: list[tuple] = []
     preparers = [_preparer(f) for f in concrete]
