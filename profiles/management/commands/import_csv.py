@@ -56,7 +56,8 @@ class Command(BaseCommand):
             f"updated {run.updated_count}, unchanged {run.unchanged_count}, "
             f"rejected {run.rejected_count}."
         )
-        for reason, count in sorted((run.rejected_reasons or {}).items()):
-            self.stdout.write(f"  rejected {reason}: {count}")
+        if options["verbosity"] > 1:
+            for reason, count in sorted((run.rejected_reasons or {}).items()):
+                self.stdout.write(f"  rejected {reason}: {count}")
         if run.error:
             raise CommandError(run.error)
