@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -312,7 +313,14 @@ def import_run_execute(*, run: ImportRun) -> ImportRun:
     except (ImportError_, UnicodeDecodeError, csv.Error) as exc:
         _finish(run, ImportRun.Status.FAILED, f"The file cannot be read: {exc}")
     except Exception as exc:
-        logger.exception("Import %s failed", run.pk)
+        # The exception's message may quote row values (a database error's DETAIL): log where
+        # it happened and its type, never its text.
+        logger.error(
+            "Import %s failed: %s\n%s",
+            run.pk,
+            exc.__class__.__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         _finish(run, ImportRun.Status.FAILED, f"Unexpected error: {exc.__class__.__name__}")
         raise
     else:
