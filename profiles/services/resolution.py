@@ -21,6 +21,8 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from cdp.audit import audit_record
+from cdp.bulk import bulk_update_rows
 from cdp.jobs import job_enqueue
 from cdp.normalize import IdentifierTypes, is_role_mailbox
 from profiles import matching
@@ -395,7 +397,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
         for sr_id in records:
             assignment[sr_id] = profile.pk
     changed = [SourceRecord(pk=sr_id, profile_id=p) for sr_id, p in assignment.items()]
-    SourceRecord.objects.bulk_update(changed, ["profile_id"], batch_size=500)
+    bulk_update_rows(SourceRecord, changed, ["profile"])
     profile_links_sync(source_record_ids=ids)
     touched = {assignment.get(sr_id) or current[sr_id] for sr_id in ids}
     profile_attributes_refresh(profile_ids=[p for p in touched if p])
@@ -456,7 +458,6 @@ def resolution_run_create(
     run = ResolutionRun.objects.create(
         ruleset=ruleset, dry_run=dry_run, created_by=actor if getattr(actor, "pk", None) else None
     )
-    from cdp.audit import audit_record
 
     audit_record(
         actor=actor,
