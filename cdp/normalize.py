@@ -90,6 +90,8 @@ def normalize_phone(raw: object, region: str | None) -> IdentifierKey:
     region = (region or "").upper() or None
     if not text.startswith("+") and not text.startswith("00") and region is None:
         return IdentifierKey(None, "no country to read a national number")
+    if text.startswith("00") and region is None:
+        text = "+" + text[2:]  # 00 is the international prefix; phonenumbers needs a region for it
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
