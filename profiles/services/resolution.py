@@ -414,13 +414,76 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
         pa, pb = assignment.get(a) or current[a], assignment.get(b) or current[b]
         if pa and pb and pa != pb and matching.pair_key(pa, pb) not in dnm:
             bridges.append(matching.pair_key(pa, pb))
+    merged = _anonymous_bridges_merge(bridges)
+    bridges = [pair for pair in bridges if not (set(pair) & merged)]
     if bridges:
         scored = _score_profile_pairs(sorted(set(bridges)), spec)
         for item in scored:
             item["reasons"] = ["shares an identifier with both sides"]
             item["rule"] = item["rule"] or "shared identifier"
         suggestions_upsert(suggestions=scored)
-    return {"created": len(new_profiles), "assigned": len(assignment), "merged": 0}
+    return {"created": len(new_profiles), "assigned": len(assignment), "merged": len(merged)}
+
+
+def _anonymous_bridges_merge(bridges: list[tuple[int, int]]) -> set[int]:
+    """Merge the bridged pairs where one side is only an anonymous visitor; return merged ids.
+
+    A profile known by nothing but anonymous ids holds no one's personal data, and an identify
+    or alias naming its anonymous id is the SDK's own statement that it is that person (Segment
+    identity stitching). Two known people are never merged by a bridge: that pair is reviewed.
+    """
+    pairs = sorted(set(bridges))
+    if not pairs:
+        return set()
+    ids = sorted({p for pair in pairs for p in pair})
+    known = set(
+        Identity.objects.filter(profile_id__in=ids, key__isnull=False)
+        .exclude(type=IdentifierTypes.ANONYMOUS_ID)
+        .values_list("profile_id", flat=True)
+        .distinct()
+    )
+    anonymous = set(
+        Identity.objects.filter(profile_id__in=ids, type=IdentifierTypes.ANONYMOUS_ID)
+        .values_list("profile_id", flat=True)
+        .distinct()
+    ) - known
+    groups = _Groups()
+    for a, b in pairs:
+        if a in anonymous or b in anonymous:
+            groups.union(a, b)
+    merged: set[int] = set()
+    for members in groups.members():
+        survivor, *others = sorted(members)
+        profiles_merge(
+            survivor_id=survivor,
+            other_ids=others,
+            reason="anonymous visitor identified (identify or alias)",
+        )
+        merged.update(others)
+    return merged
+
+
+class _Groups:
+    """Union-find over profile ids."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+    def members(self) -> list[list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for x in list(self.parent):
+            out[self.find(x)].append(x)
+        return [m for m in out.values() if len(m) > 1]
 
 
 def _best(records, profile_ids, match_records, profile_records, spec) -> int:
