@@ -58,6 +58,12 @@ CANONICAL_ATTRIBUTES: dict[str, Attribute] = {
         ),
         Attribute("accepts_email_marketing", AttributeType.BOOLEAN, "Accepts e-mail marketing"),
         Attribute("accepts_sms_marketing", AttributeType.BOOLEAN, "Accepts SMS marketing"),
+        # Consent inputs (docs/privacy.md): read by consent.services.consent per import batch.
+        Attribute("email_opt_out", AttributeType.BOOLEAN, "E-mail opt-out (yes = opted out)"),
+        Attribute("mailchimp_status", AttributeType.STRING, "Mailchimp audience status"),
+        Attribute("email_opt_in_at", AttributeType.STRING, "E-mail opt-in time"),
+        Attribute("email_opt_out_at", AttributeType.STRING, "E-mail opt-out time"),
+        Attribute("email_cleaned_at", AttributeType.STRING, "E-mail cleaned (undeliverable) time"),
         Attribute("total_spent", AttributeType.NUMBER, "Total spent"),
         Attribute("total_orders", AttributeType.INTEGER, "Total orders"),
         Attribute("tags", AttributeType.STRING, "Tags"),
@@ -127,5 +133,24 @@ PRESETS: dict[str, list[PresetField]] = {
         PresetField("Note", "note"),
         PresetField("Tax Exempt", "trait:tax_exempt", Transform.BOOLEAN),
         PresetField("Tags", "tags"),
+    ],
+    # Mailchimp audience exports (subscribed / unsubscribed / cleaned files share columns; the
+    # file's kind shows in which time column is filled).
+    "mailchimp": [
+        PresetField("Email Address", "email", is_key=True),
+        PresetField("First Name", "first_name"),
+        PresetField("Last Name", "last_name"),
+        PresetField("OPTIN_TIME", "email_opt_in_at"),
+        PresetField("UNSUB_TIME", "email_opt_out_at"),
+        PresetField("CLEAN_TIME", "email_cleaned_at"),
+    ],
+    # Salesforce contacts report: "Email Opt Out" TRUE means opted out.
+    "salesforce": [
+        PresetField("Contact ID", "trait:salesforce_contact_id", is_key=True),
+        PresetField("First Name", "first_name"),
+        PresetField("Last Name", "last_name"),
+        PresetField("Email", "email"),
+        PresetField("Phone", "phone"),
+        PresetField("Email Opt Out", "email_opt_out", Transform.BOOLEAN),
     ],
 }

@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from cdp.audit import audit_record
 from cdp.jobs import job_enqueue
+from consent.services.consent import consent_from_source_records
+from consent.services.suppression import suppression_check
 from profiles.models import DataSource, FieldMapping, ImportRun, RawRecord
 from profiles.services.mapping import (
     FieldSpec,
@@ -215,9 +217,24 @@ def _import_batch(
         except RowError as exc:
             raw.status, raw.error = RawRecord.Status.REJECTED, str(exc)
             rejected.append(raw)
+    # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
+    suppressed = suppression_check(
+        identities_by_item={
+            raw.pk: [(i.type, i.key) for i in record.identities if i.key] for raw, record in mapped
+        }
+    )
+    if suppressed:
+        mapped = [(raw, record) for raw, record in mapped if raw.pk not in suppressed]
     with transaction.atomic():
+        if suppressed:
+            RawRecord.objects.filter(pk__in=suppressed).update(
+                status=RawRecord.Status.SUPPRESSED, payload={}, error=""
+            )
         result = source_records_upsert(source=source, records=[m for _, m in mapped])
         profiles_resolve(source_record_ids=result.changed_ids)
+        consent_from_source_records(
+            source_record_ids=list(result.record_ids.values()), import_run_id=run.pk
+        )
         for raw, record in mapped:
             raw.status = RawRecord.Status.ACCEPTED
             raw.source_record_id = result.record_ids[record.external_key]

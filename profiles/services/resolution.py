@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from consent.services.consent import consent_profiles_merge
 from profiles.models import (
     Event,
     Identity,
@@ -163,10 +164,12 @@ def profiles_merge(*, survivor_id: int, other_ids: list[int], reason: str) -> Me
     ProfileRedirect.objects.bulk_create(
         [ProfileRedirect(old_id=pid, profile_id=survivor_id) for pid in other_ids]
     )
-    Profile.objects.filter(pk__in=other_ids).delete()
     log = MergeLog.objects.create(
         survivor_id=survivor_id, merged_ids=other_ids, reason=reason, snapshot=snapshot
     )
+    # Consent moves with the profile (both histories kept, the most restrictive state wins).
+    consent_profiles_merge(survivor_id=survivor_id, other_ids=other_ids, merge_log_id=log.pk)
+    Profile.objects.filter(pk__in=other_ids).delete()
     audit_record(
         actor=None,
         action="profile.merge",

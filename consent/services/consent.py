@@ -1,0 +1,478 @@
+"""Recording consent: one decision at a time (API, form, admin), per import batch, from GPC,
+and across merges and unmerges. Records are only ever appended.
+
+Import semantics (docs/privacy.md): canonical attributes
+``accepts_email_marketing`` / ``accepts_sms_marketing`` (True = opt-in, False = opt-out),
+``email_opt_out`` (True = opted out; False says nothing), ``mailchimp_status``
+(subscribed / unsubscribed; cleaned = undeliverable, not a consent decision), with the explicit
+times ``email_opt_in_at`` / ``email_opt_out_at``. An opt-in from a bulk import replaces an
+earlier opt-out only when it carries an explicit opt-in time newer than that opt-out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from cdp.audit import audit_record
+from consent.models import (
+    RESTRICTIVE_STATUSES,
+    Channel,
+    ConsentRecord,
+    ConsentSource,
+    ConsentStatus,
+    LawfulBasis,
+    Purpose,
+    Restriction,
+)
+
+EMAIL_MARKETING = "email_marketing"
+SMS_MARKETING = "sms_marketing"
+SALE_SHARING = "sale_sharing"
+
+
+class ConsentError(ValueError):
+    """A consent decision that cannot be recorded (unknown purpose or channel, bad status)."""
+
+
+@dataclass
+class _State:
+    status: str
+    captured_at: datetime
+    record_id: int | None
+
+
+def _purpose_ids() -> dict[str, int]:
+    return dict(Purpose.objects.values_list("key", "id"))
+
+
+def _channel_ids() -> dict[str, int]:
+    return dict(Channel.objects.values_list("key", "id"))
+
+
+def parse_consent_time(value: object) -> datetime | None:
+    """An explicit consent time from a source (ISO 8601 or Mailchimp's 'YYYY-MM-DD HH:MM:SS')."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def current_states(
+    *, profile_ids: list[int], purpose_ids: list[int] | None = None
+) -> dict[int, dict[tuple[int, int], _State]]:
+    """Newest decision per profile x purpose x channel (channel ids as stored), in one query."""
+    states: dict[int, dict[tuple[int, int], _State]] = defaultdict(dict)
+    if not profile_ids:
+        return states
+    rows = ConsentRecord.objects.filter(profile_id__in=profile_ids)
+    if purpose_ids is not None:
+        rows = rows.filter(purpose_id__in=purpose_ids)
+    for pid, purpose_id, channel_id, status, captured, rid in rows.order_by(
+        "captured_at", "id"
+    ).values_list("profile_id", "purpose_id", "channel_id", "status", "captured_at", "id"):
+        states[pid][(purpose_id, channel_id)] = _State(status, captured, rid)
+    return states
+
+
+def effective_state(
+    states: dict[tuple[int, int], _State], purpose_id: int, channel_id: int, all_id: int
+) -> _State | None:
+    """The state for a purpose on a channel: the newer of that channel's and 'all' channels'."""
+    candidates = [
+        s for s in (states.get((purpose_id, channel_id)), states.get((purpose_id, all_id))) if s
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: (s.captured_at, s.record_id or 0))
+
+
+@transaction.atomic
+def consent_record(
+    *,
+    profile,
+    purpose: str,
+    channel: str,
+    status: str,
+    source: str,
+    lawful_basis: str = LawfulBasis.CONSENT,
+    captured_at: datetime | None = None,
+    evidence: dict | None = None,
+    recorded_by=None,
+    source_record_id: int | None = None,
+) -> ConsentRecord:
+    """Append one decision for a profile; audited."""
+    if status not in ConsentStatus.values:
+        raise ConsentError(f"status must be one of {', '.join(ConsentStatus.values)}")
+    if lawful_basis not in LawfulBasis.values:
+        raise ConsentError(f"lawful_basis must be one of {', '.join(LawfulBasis.values)}")
+    purpose_obj = Purpose.objects.filter(key=purpose).first()
+    if purpose_obj is None:
+        raise ConsentError(f"unknown purpose {purpose!r}")
+    channel_obj = Channel.objects.filter(key=channel).first()
+    if channel_obj is None:
+        raise ConsentError(f"unknown channel {channel!r}")
+    record = ConsentRecord.objects.create(
+        profile=profile,
+        purpose=purpose_obj,
+        channel=channel_obj,
+        status=status,
+        lawful_basis=lawful_basis,
+        source=source,
+        captured_at=captured_at or timezone.now(),
+        evidence=evidence or {},
+        source_record_id=source_record_id,
+        origin_profile_id=profile.pk,
+        recorded_by=recorded_by if getattr(recorded_by, "pk", None) else None,
+    )
+    audit_record(
+        actor=recorded_by,
+        action="consent.record",
+        target=f"profile:{profile.pk}",
+        details={"record": record.pk, "purpose": purpose, "channel": channel, "status": status},
+    )
+    return record
+
+
+@dataclass(frozen=True)
+class _Decision:
+    purpose: str
+    channel: str
+    status: str
+    explicit_at: datetime | None
+    field: str
+    value: object
+
+
+def decisions_from_attributes(attributes: dict) -> list[_Decision]:
+    """Consent decisions a source record's canonical attributes state (pure)."""
+    opt_in_at = parse_consent_time(attributes.get("email_opt_in_at"))
+    opt_out_at = parse_consent_time(attributes.get("email_opt_out_at"))
+    email: list[_Decision] = []
+    status = str(attributes.get("mailchimp_status") or "").strip().lower()
+    if not status:
+        if attributes.get("email_cleaned_at"):
+            status = "cleaned"
+        elif opt_out_at is not None:
+            status = "unsubscribed"
+        elif opt_in_at is not None and "accepts_email_marketing" not in attributes:
+            status = "subscribed"
+    field = "mailchimp_status" if attributes.get("mailchimp_status") else "mailchimp_file"
+    if status == "subscribed":
+        email.append(
+            _Decision(EMAIL_MARKETING, "email", ConsentStatus.GRANTED, opt_in_at, field, status)
+        )
+    elif status == "unsubscribed":
+        email.append(
+            _Decision(EMAIL_MARKETING, "email", ConsentStatus.WITHDRAWN, opt_out_at, field, status)
+        )
+    # "cleaned" is undeliverable, not a consent decision: nothing is recorded for it.
+    accepts = attributes.get("accepts_email_marketing")
+    if accepts is True:
+        email.append(
+            _Decision(
+                EMAIL_MARKETING,
+                "email",
+                ConsentStatus.GRANTED,
+                opt_in_at,
+                "accepts_email_marketing",
+                True,
+            )
+        )
+    elif accepts is False:
+        email.append(
+            _Decision(
+                EMAIL_MARKETING,
+                "email",
+                ConsentStatus.DENIED,
+                opt_out_at,
+                "accepts_email_marketing",
+                False,
+            )
+        )
+    if attributes.get("email_opt_out") is True:
+        email.append(
+            _Decision(
+                EMAIL_MARKETING, "email", ConsentStatus.WITHDRAWN, opt_out_at, "email_opt_out", True
+            )
+        )
+    decisions = []
+    if email:
+        # One decision per purpose and record: any opt-out in the record outweighs an opt-in.
+        restrictive = [d for d in email if d.status in RESTRICTIVE_STATUSES]
+        decisions.append(restrictive[0] if restrictive else email[0])
+    sms = attributes.get("accepts_sms_marketing")
+    if sms is True:
+        decisions.append(
+            _Decision(
+                SMS_MARKETING, "sms", ConsentStatus.GRANTED, None, "accepts_sms_marketing", True
+            )
+        )
+    elif sms is False:
+        decisions.append(
+            _Decision(
+                SMS_MARKETING, "sms", ConsentStatus.DENIED, None, "accepts_sms_marketing", False
+            )
+        )
+    return decisions
+
+
+def consent_from_source_records(
+    *, source_record_ids: list[int], import_run_id: int | None = None
+) -> dict[str, int]:
+    """Derive consent from a batch of source records (set-based: three queries and one insert).
+
+    Called once per import batch after resolution. Returns counts: recorded, unchanged,
+    opt_out_kept (opt-ins without a newer explicit time that met an earlier opt-out).
+    """
+    from profiles.models import SourceRecord
+
+    counts = {"recorded": 0, "unchanged": 0, "opt_out_kept": 0}
+    if not source_record_ids:
+        return counts
+    rows = list(
+        SourceRecord.objects.filter(pk__in=source_record_ids, profile__isnull=False).values_list(
+            "id", "profile_id", "source_id", "attributes"
+        )
+    )
+    planned = [
+        (sr, pid, src, decisions_from_attributes(attrs or {})) for sr, pid, src, attrs in rows
+    ]
+    planned = [p for p in planned if p[3]]
+    if not planned:
+        return counts
+    purposes, channels = _purpose_ids(), _channel_ids()
+    all_id = channels.get(Channel.ALL)
+    profile_ids = sorted({pid for _, pid, _, _ in planned})
+    states = current_states(
+        profile_ids=profile_ids,
+        purpose_ids=[purposes[k] for k in (EMAIL_MARKETING, SMS_MARKETING) if k in purposes],
+    )
+    seen = set(
+        ConsentRecord.objects.filter(
+            source_record_id__in=[sr for sr, _, _, _ in planned], source=ConsentSource.IMPORT
+        ).values_list("source_record_id", "purpose_id", "status", "captured_at")
+    )
+    now = timezone.now()
+    new: list[ConsentRecord] = []
+    for sr_id, profile_id, source_id, decisions in sorted(planned):
+        for decision in decisions:
+            purpose_id = purposes.get(decision.purpose)
+            channel_id = channels.get(decision.channel)
+            if purpose_id is None or channel_id is None:
+                continue
+            current = effective_state(states[profile_id], purpose_id, channel_id, all_id)
+            captured = decision.explicit_at or now
+            if (sr_id, purpose_id, decision.status, captured) in seen:
+                counts["unchanged"] += 1
+                continue
+            if decision.status == ConsentStatus.GRANTED:
+                if current and current.status in RESTRICTIVE_STATUSES:
+                    if decision.explicit_at is None or decision.explicit_at <= current.captured_at:
+                        counts["opt_out_kept"] += 1
+                        continue
+                elif current and current.status == ConsentStatus.GRANTED:
+                    counts["unchanged"] += 1
+                    continue
+            elif (
+                current
+                and current.status in RESTRICTIVE_STATUSES
+                and (decision.explicit_at is None or decision.explicit_at <= current.captured_at)
+            ):
+                counts["unchanged"] += 1
+                continue
+            record = ConsentRecord(
+                profile_id=profile_id,
+                purpose_id=purpose_id,
+                channel_id=channel_id,
+                status=decision.status,
+                lawful_basis=LawfulBasis.CONSENT,
+                source=ConsentSource.IMPORT,
+                captured_at=captured,
+                evidence={
+                    "import_run": import_run_id,
+                    "data_source": source_id,
+                    "field": decision.field,
+                    "value": decision.value,
+                    "explicit_time": decision.explicit_at is not None,
+                },
+                source_record_id=sr_id,
+                origin_profile_id=profile_id,
+                created_at=now,
+            )
+            new.append(record)
+            seen.add((sr_id, purpose_id, decision.status, captured))
+            state = _State(decision.status, captured, None)
+            existing = states[profile_id].get((purpose_id, channel_id))
+            if existing is None or (captured, 1) >= (existing.captured_at, 0):
+                states[profile_id][(purpose_id, channel_id)] = state
+    ConsentRecord.objects.bulk_create(new, batch_size=1000)
+    counts["recorded"] = len(new)
+    return counts
+
+
+def consent_gpc_record(*, profile_ids: list[int], evidence: dict | None = None) -> dict[str, int]:
+    """A Global Privacy Control signal: opt each profile out of sale/sharing (all channels).
+
+    Nothing is written when the person is already opted out; an opt-out that overrides an
+    earlier opt-in is recorded with ``conflict`` set and the record it contradicts.
+    """
+    counts = {"recorded": 0, "conflicts": 0, "unchanged": 0}
+    profile_ids = sorted({p for p in profile_ids if p})
+    purposes = list(Purpose.objects.filter(is_sale_or_sharing=True).values_list("id", flat=True))
+    all_channel = Channel.objects.filter(key=Channel.ALL).values_list("id", flat=True).first()
+    if not profile_ids or not purposes or all_channel is None:
+        return counts
+    states = current_states(profile_ids=profile_ids, purpose_ids=purposes)
+    now = timezone.now()
+    new = []
+    for profile_id in profile_ids:
+        for purpose_id in purposes:
+            mine = [s for (p, _c), s in states[profile_id].items() if p == purpose_id]
+            newest = max(mine, key=lambda s: (s.captured_at, s.record_id or 0)) if mine else None
+            if newest and newest.status in RESTRICTIVE_STATUSES:
+                counts["unchanged"] += 1
+                continue
+            conflict = newest is not None and newest.status == ConsentStatus.GRANTED
+            details = dict(evidence or {}, signal="Sec-GPC: 1")
+            if conflict:
+                details["conflicts_with_record"] = newest.record_id
+                counts["conflicts"] += 1
+            new.append(
+                ConsentRecord(
+                    profile_id=profile_id,
+                    purpose_id=purpose_id,
+                    channel_id=all_channel,
+                    status=ConsentStatus.DENIED,
+                    lawful_basis=LawfulBasis.CONSENT,
+                    source=ConsentSource.GPC,
+                    captured_at=now,
+                    evidence=details,
+                    conflict=conflict,
+                    origin_profile_id=profile_id,
+                    created_at=now,
+                )
+            )
+    ConsentRecord.objects.bulk_create(new)
+    counts["recorded"] = len(new)
+    for record in new:
+        if record.conflict:
+            audit_record(
+                actor=None,
+                action="consent.gpc_conflict",
+                target=f"profile:{record.profile_id}",
+                details={
+                    "record": record.pk,
+                    "conflicts_with": record.evidence.get("conflicts_with_record"),
+                },
+            )
+    return counts
+
+
+def consent_profiles_merge(
+    *, survivor_id: int, other_ids: list[int], merge_log_id: int | None
+) -> int:
+    """Move the absorbed profiles' consent to the survivor and keep the most restrictive state.
+
+    Both histories are kept (records only change profile). Where any side was opted out and the
+    merged newest decision would be an opt-in, a MERGE record re-states the opt-out. Returns the
+    number of MERGE records written. Call before the absorbed profiles are deleted.
+    """
+    involved = [survivor_id, *other_ids]
+    states = current_states(profile_ids=involved)
+    channels = _channel_ids()
+    all_id = channels.get(Channel.ALL)
+    keys = {key for pid in involved for key in states[pid]}
+    pairs = set()
+    for purpose_id, channel_id in keys:
+        pairs.add((purpose_id, channel_id))
+    now = timezone.now()
+    new = []
+    for purpose_id, channel_id in sorted(pairs):
+        sides = [effective_state(states[pid], purpose_id, channel_id, all_id) for pid in involved]
+        sides = [s for s in sides if s]
+        restrictive = [s for s in sides if s.status in RESTRICTIVE_STATUSES]
+        newest = max(sides, key=lambda s: (s.captured_at, s.record_id or 0))
+        if restrictive and newest.status == ConsentStatus.GRANTED:
+            keep = max(restrictive, key=lambda s: (s.captured_at, s.record_id or 0))
+            new.append(
+                ConsentRecord(
+                    profile_id=survivor_id,
+                    purpose_id=purpose_id,
+                    channel_id=channel_id,
+                    status=keep.status,
+                    lawful_basis=LawfulBasis.CONSENT,
+                    source=ConsentSource.MERGE,
+                    captured_at=now,
+                    evidence={
+                        "merge_log": merge_log_id,
+                        "kept_record": keep.record_id,
+                        "profiles": involved,
+                    },
+                    origin_profile_id=survivor_id,
+                    merge_log_id=merge_log_id,
+                    created_at=now,
+                )
+            )
+    ConsentRecord.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
+    ConsentRecord.objects.bulk_create(new)
+    if not Restriction.objects.filter(profile_id=survivor_id).exists():
+        moved = Restriction.objects.filter(profile_id__in=other_ids).order_by("id").first()
+        if moved is not None:
+            Restriction.objects.filter(pk=moved.pk).update(profile_id=survivor_id)
+    return len(new)
+
+
+@transaction.atomic
+def consent_unmerge_restore(
+    *, survivor_id: int, restored: dict[int, list[int]], merge_log_id: int | None
+) -> int:
+    """Give profiles split off a survivor their own consent history back.
+
+    ``restored`` maps each re-created profile id to the ids it had absorbed before (its
+    redirects in the merge snapshot). Call after the unmerge has put source records back on their
+    profiles: records follow their origin profile or their source record. The MERGE records
+    written by that merge are removed, so each side's state is its own again. Restriction is
+    conservative: a restricted survivor leaves each restored profile restricted too.
+    Returns the number of records moved.
+    """
+    moved = 0
+    for profile_id, absorbed in restored.items():
+        ids = {profile_id, *absorbed}
+        moved += (
+            ConsentRecord.objects.filter(profile_id=survivor_id)
+            .filter(Q(origin_profile_id__in=ids) | Q(source_record__profile_id=profile_id))
+            .update(profile_id=profile_id)
+        )
+    removed = 0
+    if merge_log_id is not None:
+        removed, _ = ConsentRecord.objects.filter(
+            merge_log_id=merge_log_id, source=ConsentSource.MERGE
+        ).delete()
+    restriction = Restriction.objects.filter(profile_id=survivor_id).first()
+    if restriction is not None:
+        Restriction.objects.bulk_create(
+            [Restriction(profile_id=pid, request_id=restriction.request_id) for pid in restored],
+            ignore_conflicts=True,
+        )
+    audit_record(
+        actor=None,
+        action="consent.unmerge_restore",
+        target=f"profile:{survivor_id}",
+        details={"restored": sorted(restored), "moved": moved, "merge_records_removed": removed},
+    )
+    return moved
