@@ -327,6 +327,11 @@ class RequestRun(models.Model):
         return min(100, round(100 * self.steps_done / self.steps_total))
 
 
+class SuppressionQuerySet(models.QuerySet):
+    def aggregate_hits(self) -> int:
+        return self.aggregate(total=models.Sum("hits"))["total"] or 0
+
+
 class Suppression(models.Model):
     """An identifier of an erased person, as a salted hash: input carrying it is dropped."""
 
@@ -338,6 +343,8 @@ class Suppression(models.Model):
     hits = models.PositiveIntegerField(default=0, help_text="Inputs dropped because of it.")
     last_hit_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SuppressionQuerySet.as_manager()
 
     class Meta:
         constraints = [

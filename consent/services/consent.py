@@ -476,3 +476,47 @@ def consent_unmerge_restore(
         details={"restored": sorted(restored), "moved": moved, "merge_records_removed": removed},
     )
     return moved
+
+
+CONSENT_API_SOURCE = "Consent API"
+
+
+def consent_subject_ensure(*, id_type: str, value: str):
+    """The profile of a person named by e-mail or user id; created through the normal pipeline
+    (a source record of the 'Consent API' source, then resolution) when nobody has it yet.
+
+    Returns None when the identifier is on the suppression list (an erased person): the call is
+    dropped and counted, nobody is created.
+    """
+    from cdp.normalize import identifier_key
+    from consent.services.suppression import suppression_check
+    from profiles.models import DataSource, SourceRecord
+    from profiles.selectors import profile_lookup
+    from profiles.services.mapping import MappedIdentity, MappedRecord
+    from profiles.services.records import source_records_upsert
+    from profiles.services.resolution import profiles_resolve
+
+    result = identifier_key(id_type, value, region=None)  # InvalidValue propagates to caller
+    if result.key is None:
+        raise ConsentError(f"{id_type} {result.flag or 'cannot identify a person'}")
+    if suppression_check(identities_by_item={0: [(id_type, result.key)]}):
+        return None
+    profile = profile_lookup(id_type=id_type, value=value)
+    if profile is not None:
+        return profile
+    with transaction.atomic():
+        source, _ = DataSource.objects.get_or_create(
+            name=CONSENT_API_SOURCE, defaults={"kind": DataSource.Kind.API, "priority": 200}
+        )
+        attributes = {"email": result.key} if id_type == "email" else {"user_id": result.key}
+        record = MappedRecord(
+            external_key=f"{id_type}:{result.key}",
+            attributes=attributes,
+            identities=[MappedIdentity(id_type, str(value).strip(), result.key, result.flag)],
+        )
+        upsert = source_records_upsert(source=source, records=[record])
+        profiles_resolve(source_record_ids=list(upsert.record_ids.values()))
+        profile_id = SourceRecord.objects.get(pk=upsert.record_ids[record.external_key]).profile_id
+    from profiles.models import Profile
+
+    return Profile.objects.get(pk=profile_id)

@@ -9,6 +9,11 @@ from consent.models import DataSubjectRequest
 from consent.services.requests import request_create
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def officer(db) -> User:
     user = User.objects.create_user("olga", password="pw-olga-123", is_staff=True)
@@ -17,8 +22,10 @@ def officer(db) -> User:
 
 
 @pytest.fixture
-def make_request(db, officer):
-    """A request created through the service; verified by the officer unless told otherwise."""
+def make_request(db, officer, django_capture_on_commit_callbacks):
+    """A request created through the service; verified by the officer unless told otherwise.
+
+    Callbacks on commit (the verification e-mail) run, as they would after a real commit."""
 
     def make(**overrides) -> DataSubjectRequest:
         values = {
@@ -31,7 +38,8 @@ def make_request(db, officer):
             "verification_method": "signed-in customer account",
         }
         values.update(overrides)
-        return request_create(**values)
+        with django_capture_on_commit_callbacks(execute=True):
+            return request_create(**values)
 
     return make
 
