@@ -44,7 +44,8 @@ def test_email_verification_by_code(make_request, officer):
 def test_email_verification_by_link_is_one_time(make_request):
     request = make_request(verify="email")
     token, _code = link_and_code(mail.outbox[0])
-    assert request_verify_token(token=token).status == "verified"
+    verified = request_verify_token(token=token)
+    assert (verified.pk, verified.status) == (request.pk, "verified")
     with pytest.raises(RequestError, match="not valid or was already used"):
         request_verify_token(token=token)
 
