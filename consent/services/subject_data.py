@@ -29,7 +29,7 @@ from django.db.models.functions import Cast
 
 from cdp.models import AuditEvent
 from consent.hashing import identifier_hash
-from consent.models import ConsentRecord, DataSubjectRequest, Restriction
+from consent.models import ConsentRecord, DataSubjectRequest, RequestRun, Restriction
 from consent.registry import (
     PERSON_MODELS,
     SubjectDataHandler,
@@ -249,7 +249,13 @@ def _consent_collect(subject: Subject) -> dict[str, list[dict]]:
 def _consent_erase(subject: Subject) -> dict[str, int]:
     consent, _ = ConsentRecord.objects.filter(profile_id__in=subject.profile_ids).delete()
     restrictions, _ = Restriction.objects.filter(profile_id__in=subject.profile_ids).delete()
-    return {"consent_history": consent, "restrictions": restrictions}
+    # Archives of earlier access requests hold everything about the person: delete the files.
+    archives = 0
+    for run in RequestRun.objects.filter(request_id__in=subject.request_ids).exclude(file=""):
+        run.file.delete(save=False)
+        RequestRun.objects.filter(pk=run.pk).update(file="")
+        archives += 1
+    return {"consent_history": consent, "restrictions": restrictions, "export_archives": archives}
 
 
 def _audit_targets(subject: Subject) -> list[str]:
@@ -297,7 +303,7 @@ def register_builtin_handlers() -> None:
     register(
         SubjectDataHandler(
             name="consent",
-            models=("consent.ConsentRecord", "consent.Restriction"),
+            models=("consent.ConsentRecord", "consent.Restriction", "consent.RequestRun"),
             collect=_consent_collect,
             erase=_consent_erase,
             order=20,

@@ -4,6 +4,7 @@ restriction, objection; and what happens to later input for an erased person."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import pytest
@@ -132,6 +133,9 @@ def scan_for(needles) -> list[str]:
 def test_erasure_leaves_nothing_but_salted_hashes(people, make_request, officer, client):
     lena, bob = people["lena"], people["bob"]
     assert scan_for(LENA_NEEDLES)  # the scan does find her before
+    earlier = make_request(type="access")
+    archive = request_run(request=earlier, actor=officer, sync=True).file.path
+    request_complete(request=earlier, actor=officer)
     request = make_request(type="erasure", requester_email="lena.private@example.org")
 
     run = request_run(request=request, actor=officer, sync=True)
@@ -150,6 +154,10 @@ def test_erasure_leaves_nothing_but_salted_hashes(people, make_request, officer,
     assert request.requester_email == "erased:" + request.requester_hash
     assert request.status == "completed"
     assert run.counts["profiles"] == 1 and run.counts["events"] == 3
+    assert not os.path.exists(archive)  # the earlier access export is gone too
+    assert run.counts["export_archives"] == 1
+    earlier.refresh_from_db()
+    assert earlier.requester_email.startswith("erased:")
 
 
 def test_after_erasure_a_later_import_and_api_message_create_nothing(
