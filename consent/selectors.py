@@ -128,6 +128,7 @@ def privacy_dashboard(*, today: date | None = None) -> dict:
         ),
         overdue=Count("id", filter=Q(due_date__lt=today)),
         unverified=Count("id", filter=Q(verified_at__isnull=True)),
+        ack_overdue=Count("id", filter=Q(acknowledge_by__lt=today, acknowledged_at__isnull=True)),
     )
     by_type_regime = list(
         open_qs.values("type", "regime").annotate(n=Count("id")).order_by("type", "regime")

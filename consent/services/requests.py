@@ -163,16 +163,7 @@ def request_create(
         note = f"duplicate of DSR-{duplicate_of.pk}" if duplicate_of else ""
         _event(request, created_by, "received", "", S.RECEIVED, note)
     if verify == "officer":
-        if not verification_method.strip():
-            raise RequestError("Say how the person's identity was verified.")
-        request_transition(
-            request=request,
-            to=S.VERIFIED,
-            actor=created_by,
-            note=verification_method,
-            verified_at=timezone.now(),
-            verification_method=verification_method.strip()[:100],
-        )
+        request_mark_verified(request=request, actor=created_by, method=verification_method)
     elif verify == "email":
         request_send_verification(request=request, actor=created_by, base_url=base_url)
     return request
@@ -264,16 +255,19 @@ def request_verify_code(*, public_id, code: str) -> DataSubjectRequest:
 
 
 def request_mark_verified(*, request: DataSubjectRequest, actor, method: str) -> DataSubjectRequest:
+    """The officer verified the person another way (and so has been in touch: acknowledged)."""
     if not method.strip():
         raise RequestError("Say how the person's identity was verified.")
+    now = timezone.now()
     return request_transition(
         request=request,
         to=S.VERIFIED,
         actor=actor,
         action="verified",
         note=method,
-        verified_at=timezone.now(),
+        verified_at=now,
         verification_method=method.strip()[:100],
+        acknowledged_at=request.acknowledged_at or now,
     )
 
 

@@ -112,10 +112,18 @@ def test_dashboard_counts_and_chart_data(officer_client, make_request):
     make_request(received_at=timezone.now() - timedelta(days=40))  # overdue
     make_request(type="erasure", regime="ccpa", received_at=timezone.now() - timedelta(days=40))
     make_request(type="objection", regime="ccpa", verify="email")  # due in 15 business days
+    silent = make_request(
+        regime="ccpa",
+        verify="email",
+        requester_email="x@example.com",
+        received_at=timezone.now() - timedelta(days=20),
+    )
+    DataSubjectRequest.objects.filter(pk=silent.pk).update(acknowledged_at=None)
     page = officer_client.get("/admin/consent/datasubjectrequest/dashboard/")
     assert page.status_code == 200
     totals = page.context["data"]["totals"]
-    assert (totals["open"], totals["overdue"], totals["unverified"]) == (3, 1, 1)
+    assert (totals["open"], totals["overdue"], totals["unverified"]) == (4, 1, 2)
+    assert totals["ack_overdue"] == 1
     assert totals["due_soon"] == 1  # the CCPA erasure: 45 days after receipt
     figure = page.context["figure"]
     by_regime = {trace["name"]: trace["y"] for trace in figure["data"]}
