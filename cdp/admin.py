@@ -1,21 +1,8 @@
-"""The product's admin site: the main UI, with headline counts on its index page."""
+"""Admin for the shared audit log (the site itself is cdp.sites.CdpAdminSite)."""
 
 from django.contrib import admin
 
 from cdp.models import AuditEvent
-
-
-class CdpAdminSite(admin.AdminSite):
-    site_header = "Customer Data Platform"
-    site_title = "CDP"
-    index_title = "Overview"
-    index_template = "admin/cdp_index.html"
-
-    def index(self, request, extra_context=None):
-        from profiles.selectors import headline_counts
-
-        extra_context = {**(extra_context or {}), "headline": headline_counts()}
-        return super().index(request, extra_context)
 
 
 @admin.register(AuditEvent)

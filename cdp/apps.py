@@ -5,7 +5,7 @@ from django.contrib.admin.apps import AdminConfig
 class CdpAdminConfig(AdminConfig):
     """The Django admin, with the product's own AdminSite as the default site."""
 
-    default_site = "cdp.admin.CdpAdminSite"
+    default_site = "cdp.sites.CdpAdminSite"
 
 
 class CdpConfig(AppConfig):

@@ -143,6 +143,7 @@ CDP_TIME_ZONE = os.environ.get("CDP_TIME_ZONE", "Europe/Berlin")
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("CDP_MEDIA_ROOT", VAR_DIR / "media"))
 # Uploads larger than this go to a temporary file instead of memory.

@@ -8,6 +8,12 @@ class ConsentConfig(AppConfig):
     verbose_name = "Privacy"
 
     def ready(self) -> None:
+        from consent.services.consent import consent_profiles_merge, consent_profiles_unmerge
         from consent.services.subject_data import register_builtin_handlers
+        from profiles.services.merging import merge_participant_register
 
         register_builtin_handlers()
+        # Consent records belong to a profile: they move on merge and come back on unmerge.
+        merge_participant_register(
+            "consent", on_merge=consent_profiles_merge, on_unmerge=consent_profiles_unmerge
+        )

@@ -87,10 +87,9 @@ class ConsentRecordQuerySet(models.QuerySet):
 class ConsentRecord(models.Model):
     """One consent decision, as captured. Append-only: a change of mind is a new record.
 
-    ``origin_profile_id`` is the profile the decision was recorded for, so an unmerge can give
-    each side its own history back; ``merge_log_id`` marks records a merge wrote to keep the
-    most restrictive state. ``evidence`` holds ids and technical facts (import run, form
-    version, IP, user agent), never the person's identifiers.
+    ``origin_profile_id`` is the profile the decision was recorded for. Records with source
+    MERGE were written by a merge to keep the most restrictive state (an unmerge removes them).
+    ``evidence`` holds ids and technical facts (import run, form version, IP, user agent).
     """
 
     profile = models.ForeignKey(
@@ -112,7 +111,6 @@ class ConsentRecord(models.Model):
         "profiles.SourceRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     origin_profile_id = models.BigIntegerField()
-    merge_log_id = models.BigIntegerField(null=True, blank=True)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -129,7 +127,6 @@ class ConsentRecord(models.Model):
             ),
             models.Index(fields=["purpose", "channel", "status"]),
             models.Index(fields=["origin_profile_id"]),
-            models.Index(fields=["merge_log_id"]),
         ]
 
     def __str__(self) -> str:

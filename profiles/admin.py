@@ -17,7 +17,6 @@ from profiles.models import (
     FieldMapping,
     Identity,
     ImportRun,
-    MergeLog,
     Profile,
     ProfileRedirect,
     RawRecord,
@@ -190,6 +189,7 @@ class SourceRecordAdmin(admin.ModelAdmin):
 class IdentityAdmin(admin.ModelAdmin):
     list_display = ("id", "type", "raw_value", "key", "flag", "profile", "source_record")
     list_filter = ("type",)
+    list_select_related = ("profile", "source_record__source")
     search_fields = ("=key",)
     show_full_result_count = False
     raw_id_fields = ("profile", "source_record")
@@ -210,11 +210,17 @@ class SourceRecordInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("source")
+
 
 class ProfileIdentityInline(IdentityInline):
     fk_name = "profile"
     fields = ("type", "raw_value", "key", "flag", "source_record")
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("source_record__source")
 
 
 @admin.register(Profile)
@@ -303,18 +309,11 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(MergeLog)
-class MergeLogAdmin(admin.ModelAdmin):
-    list_display = ("id", "survivor", "merged_ids", "reason", "created_at")
-    raw_id_fields = ("survivor",)
-    readonly_fields = ("survivor", "merged_ids", "reason", "snapshot", "created_at")
-
-    def has_add_permission(self, request):
-        return False
-
-
 @admin.register(ProfileRedirect)
 class ProfileRedirectAdmin(admin.ModelAdmin):
     list_display = ("old_id", "profile", "created_at")
     search_fields = ("=old_id",)
     raw_id_fields = ("profile",)
+
+
+from profiles import admin_resolution  # noqa: E402, F401  (registers the resolution admin)

@@ -383,26 +383,21 @@ def consent_gpc_record(*, profile_ids: list[int], evidence: dict | None = None) 
     return counts
 
 
-def consent_profiles_merge(
-    *, survivor_id: int, other_ids: list[int], merge_log_id: int | None
-) -> int:
-    """Move the absorbed profiles' consent to the survivor and keep the most restrictive state.
+def consent_profiles_merge(survivor_id: int, other_ids: list[int]) -> dict:
+    """Merge participant (profiles.services.merging): runs inside the merge, before rows move.
 
-    Both histories are kept (records only change profile). Where any side was opted out and the
-    merged newest decision would be an opt-in, a MERGE record re-states the opt-out. Returns the
-    number of MERGE records written. Call before the absorbed profiles are deleted.
+    Moves the absorbed profiles' consent to the survivor (both histories kept). Where any side is
+    opted out and the merged newest decision would be an opt-in, a MERGE record re-states the
+    opt-out (the most restrictive state wins). A restriction of any side carries over. Returns
+    what the unmerge needs: which records each absorbed profile had and the MERGE records.
     """
     involved = [survivor_id, *other_ids]
     states = current_states(profile_ids=involved)
-    channels = _channel_ids()
-    all_id = channels.get(Channel.ALL)
-    keys = {key for pid in involved for key in states[pid]}
-    pairs = set()
-    for purpose_id, channel_id in keys:
-        pairs.add((purpose_id, channel_id))
+    all_id = _channel_ids().get(Channel.ALL)
+    pairs = sorted({key for pid in involved for key in states[pid]})
     now = timezone.now()
     new = []
-    for purpose_id, channel_id in sorted(pairs):
+    for purpose_id, channel_id in pairs:
         sides = [effective_state(states[pid], purpose_id, channel_id, all_id) for pid in involved]
         sides = [s for s in sides if s]
         restrictive = [s for s in sides if s.status in RESTRICTIVE_STATUSES]
@@ -418,62 +413,68 @@ def consent_profiles_merge(
                     lawful_basis=LawfulBasis.CONSENT,
                     source=ConsentSource.MERGE,
                     captured_at=now,
-                    evidence={
-                        "merge_log": merge_log_id,
-                        "kept_record": keep.record_id,
-                        "profiles": involved,
-                    },
+                    evidence={"kept_record": keep.record_id, "profiles": involved},
                     origin_profile_id=survivor_id,
-                    merge_log_id=merge_log_id,
                     created_at=now,
                 )
             )
+    owned: dict[str, list[int]] = defaultdict(list)
+    for record_id, profile_id in ConsentRecord.objects.filter(profile_id__in=other_ids).values_list(
+        "id", "profile_id"
+    ):
+        owned[str(profile_id)].append(record_id)
     ConsentRecord.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
     ConsentRecord.objects.bulk_create(new)
-    if not Restriction.objects.filter(profile_id=survivor_id).exists():
+    restricted = list(
+        Restriction.objects.filter(profile_id__in=other_ids).values_list("profile_id", flat=True)
+    )
+    if restricted and not Restriction.objects.filter(profile_id=survivor_id).exists():
         moved = Restriction.objects.filter(profile_id__in=other_ids).order_by("id").first()
-        if moved is not None:
-            Restriction.objects.filter(pk=moved.pk).update(profile_id=survivor_id)
-    return len(new)
+        Restriction.objects.filter(pk=moved.pk).update(profile_id=survivor_id)
+    return {"records": dict(owned), "merge_records": [r.pk for r in new], "restricted": restricted}
 
 
-@transaction.atomic
-def consent_unmerge_restore(
-    *, survivor_id: int, restored: dict[int, list[int]], merge_log_id: int | None
-) -> int:
-    """Give profiles split off a survivor their own consent history back.
+def consent_profiles_unmerge(data: dict, survivor_id: int, restored_ids: list[int]) -> int:
+    """Merge participant: give profiles split off a survivor their own consent back.
 
-    ``restored`` maps each re-created profile id to the ids it had absorbed before (its
-    redirects in the merge snapshot). Call after the unmerge has put source records back on their
-    profiles: records follow their origin profile or their source record. The MERGE records
-    written by that merge are removed, so each side's state is its own again. Restriction is
-    conservative: a restricted survivor leaves each restored profile restricted too.
+    Runs inside the unmerge, after the absorbed profiles exist again with their source records.
+    Each record goes back to the profile it was on before the merge; a record captured later
+    follows its source record; the MERGE records of that merge are removed, so each side's
+    state is its own again. A restricted survivor leaves each restored profile restricted too.
     Returns the number of records moved.
     """
+    data = data or {}
     moved = 0
-    for profile_id, absorbed in restored.items():
-        ids = {profile_id, *absorbed}
+    for profile_id in restored_ids:
+        ids = (data.get("records") or {}).get(str(profile_id), [])
         moved += (
             ConsentRecord.objects.filter(profile_id=survivor_id)
-            .filter(Q(origin_profile_id__in=ids) | Q(source_record__profile_id=profile_id))
+            .filter(Q(pk__in=ids) | Q(source_record__profile_id=profile_id))
             .update(profile_id=profile_id)
         )
     removed = 0
-    if merge_log_id is not None:
+    if data.get("merge_records"):
         removed, _ = ConsentRecord.objects.filter(
-            merge_log_id=merge_log_id, source=ConsentSource.MERGE
+            pk__in=data["merge_records"], source=ConsentSource.MERGE
         ).delete()
     restriction = Restriction.objects.filter(profile_id=survivor_id).first()
     if restriction is not None:
         Restriction.objects.bulk_create(
-            [Restriction(profile_id=pid, request_id=restriction.request_id) for pid in restored],
+            [
+                Restriction(profile_id=pid, request_id=restriction.request_id)
+                for pid in restored_ids
+            ],
             ignore_conflicts=True,
         )
     audit_record(
         actor=None,
         action="consent.unmerge_restore",
         target=f"profile:{survivor_id}",
-        details={"restored": sorted(restored), "moved": moved, "merge_records_removed": removed},
+        details={
+            "restored": sorted(restored_ids),
+            "moved": moved,
+            "merge_records_removed": removed,
+        },
     )
     return moved
 

@@ -69,8 +69,8 @@ def _post(client, source, path: str, body: dict, **headers):
 
 @pytest.fixture
 def people(db, client, make_source, import_csv):
-    """Lena (two profiles merged into one: a Shopify customer and an app user with a secondary
-    e-mail, events, consent, a rejected row) and Bob, someone else entirely."""
+    """Lena (two profiles merged into one by a steward: a Shopify customer and an app user with
+    a secondary e-mail, events, consent, a rejected row) and Bob, someone else entirely."""
     from tests.conftest import shopify_csv, shopify_row
 
     shop = make_source(name="shop", preset="shopify")
@@ -146,8 +146,17 @@ def people(db, client, make_source, import_csv):
             "messageId": "l-3",
         },
     )
-    from profiles.models import Identity, Profile
+    from profiles.models import Identity, MergeSuggestion, Profile
+    from profiles.services.merging import profiles_merge
 
+    # The shared address makes the two a merge suggestion; a data steward accepts it.
+    both = sorted(
+        Profile.objects.filter(identities__key__in=["lena.vogt@example.de", "lena-user-7781"])
+        .distinct()
+        .values_list("pk", flat=True)
+    )
+    assert len(both) == 2 and MergeSuggestion.objects.count() == 1
+    profiles_merge(survivor_id=both[0], other_ids=both[1:], reason="steward accepted")
     lena = Profile.objects.filter(identities__key="lena.vogt@example.de").distinct().get()
     bob = Profile.objects.get(identities__key="bob.ray@example.com")
     bob_app = Identity.objects.get(key="bob-user-1").profile

@@ -14,9 +14,9 @@ from consent.selectors import (
     consent_granted_profiles,
     consent_state,
 )
-from consent.services.consent import consent_record, consent_unmerge_restore
-from profiles.models import MergeLog, Profile, ProfileRedirect, SourceRecord
-from profiles.services.resolution import profiles_merge
+from consent.services.consent import consent_record
+from profiles.models import Profile, ProfileRedirect
+from profiles.services.merging import profile_unmerge, profiles_merge
 from tests.conftest import shopify_csv, shopify_row
 
 MAILCHIMP_HEADER = "Email Address,First Name,Last Name,OPTIN_TIME,UNSUB_TIME,CLEAN_TIME"
@@ -250,12 +250,13 @@ def test_merge_keeps_the_most_restrictive_state_and_both_histories(db):
     history = set(ConsentRecord.objects.filter(profile=older).values_list("id", flat=True))
     assert {denied.pk, granted.pk} <= history
     merge_record = ConsentRecord.objects.get(source="merge")
-    assert (merge_record.status, merge_record.merge_log_id) == ("denied", log.pk)
+    assert merge_record.status == "denied"
+    assert log.extensions["consent"]["merge_records"] == [merge_record.pk]
     analytics = {s["purpose"]: s["status"] for s in consent_state(profile_id=older.pk)}
     assert analytics["analytics"] == "granted"  # nothing restrictive on either side
 
 
-def test_unmerge_restore_gives_each_side_its_own_state(db):
+def test_unmerge_gives_each_side_its_own_state_back(db):
     a, b = Profile.objects.create(), Profile.objects.create()
     consent_record(
         profile=a,
@@ -275,24 +276,22 @@ def test_unmerge_restore_gives_each_side_its_own_state(db):
     )
     log = profiles_merge(survivor_id=a.pk, other_ids=[b.pk], reason="test")
     assert email_state(a) == "withdrawn"
+    assert ConsentRecord.objects.filter(profile=a).count() == 3
 
-    # Unmerge (issue 4 builds the UI/service): re-create B, drop its redirect, restore consent.
-    Profile.objects.create(pk=b.pk)
-    ProfileRedirect.objects.filter(old_id=b.pk).delete()
-    moved = consent_unmerge_restore(survivor_id=a.pk, restored={b.pk: []}, merge_log_id=log.pk)
+    restored = profile_unmerge(merge_log=log)
 
-    assert moved == 1
+    assert [p.pk for p in restored] == [b.pk]
     assert email_state(a) == "granted"
     assert email_state(Profile.objects.get(pk=b.pk)) == "withdrawn"
     assert list(ConsentRecord.objects.filter(profile_id=b.pk).values_list("id", flat=True)) == [
         b_record.pk
     ]
     assert not ConsentRecord.objects.filter(source="merge").exists()
-    assert MergeLog.objects.filter(pk=log.pk).exists()
+    assert not ProfileRedirect.objects.filter(old_id=b.pk).exists()
 
 
 def test_import_records_move_back_with_their_source_record_on_unmerge(shop, import_csv):
-    """Records captured on the merged profile follow their source record home."""
+    """Records captured while merged follow their source record home on unmerge."""
     import_csv(shop, shopify("a@example.com", ""))
     import_csv(shop, shopify("b@example.com", ""))
     a = Profile.objects.get(email="a@example.com")
@@ -301,12 +300,37 @@ def test_import_records_move_back_with_their_source_record_on_unmerge(shop, impo
     import_csv(shop, shopify("b@example.com", "no"))  # recorded while merged, on A
     assert ConsentRecord.objects.get().origin_profile_id == a.pk
 
-    Profile.objects.create(pk=b.pk)
-    SourceRecord.objects.filter(external_key="b@example.com").update(profile_id=b.pk)
-    consent_unmerge_restore(survivor_id=a.pk, restored={b.pk: []}, merge_log_id=log.pk)
+    profile_unmerge(merge_log=log)
 
     assert ConsentRecord.objects.get().profile_id == b.pk
     assert email_state(a) is None
+    assert email_state(b) == "denied"
+
+
+def test_merge_of_merges_unmerges_exactly(db):
+    """C merged into B, then B into A: undoing B's merge gives B back its and C's records."""
+    a, b, c = Profile.objects.create(), Profile.objects.create(), Profile.objects.create()
+    records = {
+        p.pk: consent_record(
+            profile=p,
+            purpose="analytics",
+            channel="web",
+            status=status,
+            source="form",
+            captured_at=datetime(2024, 1, day, tzinfo=UTC),
+        )
+        for p, status, day in ((a, "granted", 3), (b, "granted", 2), (c, "denied", 1))
+    }
+    profiles_merge(survivor_id=b.pk, other_ids=[c.pk], reason="test")
+    log = profiles_merge(survivor_id=a.pk, other_ids=[b.pk], reason="test")
+    profile_unmerge(merge_log=log)
+    on_b = set(
+        ConsentRecord.objects.filter(profile_id=b.pk, source="form").values_list("id", flat=True)
+    )
+    assert on_b == {records[b.pk].pk, records[c.pk].pk}
+    assert set(ConsentRecord.objects.filter(profile_id=a.pk).values_list("id", flat=True)) == {
+        records[a.pk].pk
+    }
 
 
 def test_restriction_survives_a_merge_and_removes_the_profile_from_consent_gates(db):

@@ -1,0 +1,430 @@
+"""The tracking API contract (Segment HTTP tracking spec) through Django's test client."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from profiles.models import Event, Identity, Profile, RawRecord, SourceRecord
+
+
+@pytest.fixture
+def api_source(make_source):
+    return make_source(name="website", kind="api")
+
+
+def basic(key: str, colon: bool = True) -> dict[str, str]:
+    credentials = f"{key}:" if colon else key
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def send(client, path: str, body: object, *, key: str | None = None, colon: bool = True):
+    headers = basic(key, colon) if key is not None else {}
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, data=data, content_type="application/json", headers=headers)
+
+
+def identify(**overrides) -> dict:
+    message = {
+        "type": "identify",
+        "messageId": "msg-identify-1",
+        "userId": "u-1",
+        "traits": {"email": "Lena.Vogt@Example.DE", "firstName": "Lena"},
+        "timestamp": "2024-05-01T10:00:00.000Z",
+    }
+    message.update(overrides)
+    return message
+
+
+def track(**overrides) -> dict:
+    message = {
+        "type": "track",
+        "messageId": "msg-track-1",
+        "userId": "u-1",
+        "event": "Order Completed",
+        "properties": {"order_id": "o-1", "total": 42.5, "currency": "EUR"},
+        "timestamp": "2024-05-01T10:05:00.000Z",
+    }
+    message.update(overrides)
+    return message
+
+
+# --- success and authentication ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("colon", [True, False], ids=["with-colon", "without-colon"])
+def test_identify_with_basic_auth_answers_exactly_success(client, api_source, colon):
+    response = send(client, "/v1/identify", identify(), key=api_source.write_key, colon=colon)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.content == b'{"success": true}'
+    event = Event.objects.get()
+    assert (event.source_id, event.type, event.user_id) == (api_source.pk, "identify", "u-1")
+
+
+def test_write_key_in_the_body_is_accepted(client, api_source):
+    response = send(client, "/v1/track", {**track(), "writeKey": api_source.write_key})
+
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    event = Event.objects.get()
+    assert (event.source_id, event.name) == (api_source.pk, "Order Completed")
+    assert "writeKey" not in RawRecord.objects.get().payload
+
+
+def test_unknown_write_key_is_401_json(client, api_source):
+    response = send(client, "/v1/track", track(), key="not-a-key")
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "code": "invalid_write_key",
+        "message": "The write key is not known.",
+    }
+    assert RawRecord.objects.count() == 0
+
+
+def test_missing_write_key_is_401_json(client, api_source):
+    response = send(client, "/v1/track", track())
+
+    assert response.status_code == 401
+    assert response.json() == {"code": "missing_write_key", "message": "No write key was sent."}
+
+
+def test_malformed_basic_auth_is_401_json(client, api_source):
+    response = client.post(
+        "/v1/track",
+        data=json.dumps(track()),
+        content_type="application/json",
+        headers={"Authorization": "Basic ***not base64***"},
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_auth"
+
+
+def test_malformed_json_is_400_json(client, api_source):
+    response = send(client, "/v1/track", '{"type": "track", "event": ', key=api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json() == {"code": "invalid_json", "message": "The body is not valid JSON."}
+    assert RawRecord.objects.count() == 0
+
+
+def test_json_that_is_not_an_object_is_400(client, api_source):
+    response = send(client, "/v1/batch", "[1, 2]", key=api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+
+
+def test_get_is_405_json(client, api_source):
+    response = client.get("/v1/track")
+
+    assert response.status_code == 405
+    assert response.json() == {"code": "method_not_allowed", "message": "Use POST."}
+
+
+def test_unknown_tracking_path_is_404_json(client):
+    response = client.post("/v1/nothing", data="{}", content_type="application/json")
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "message": "No such endpoint."}
+
+
+# --- storing messages ----------------------------------------------------------------------
+
+
+def test_duplicate_message_id_is_stored_once(client, api_source):
+    first = send(client, "/v1/track", track(), key=api_source.write_key)
+    second = send(client, "/v1/track", track(), key=api_source.write_key)
+    in_batch = send(client, "/v1/batch", {"batch": [track(), track()]}, key=api_source.write_key)
+
+    assert [first.status_code, second.status_code, in_batch.status_code] == [200, 200, 200]
+    assert second.json() == {"success": True}
+    assert Event.objects.count() == 1
+    assert RawRecord.objects.count() == 1
+
+
+def test_same_message_id_in_two_sources_is_two_events(client, make_source):
+    one = make_source(kind="api")
+    two = make_source(kind="api")
+
+    send(client, "/v1/track", track(), key=one.write_key)
+    send(client, "/v1/track", track(), key=two.write_key)
+
+    assert sorted(Event.objects.values_list("source_id", flat=True)) == [one.pk, two.pk]
+
+
+def test_raw_message_is_stored_as_sent(client, api_source):
+    message = track(
+        properties={"order_id": "o-9", "products": [{"sku": "A-1", "price": 9.99}], "note": "ü"},
+        context={"ip": "203.0.113.7", "library": {"name": "test", "version": "1"}},
+        anonymousId="anon-1",
+    )
+
+    send(client, "/v1/track", message, key=api_source.write_key)
+
+    raw = RawRecord.objects.get()
+    assert raw.payload == message
+    assert (raw.message_id, raw.status, raw.error) == ("msg-track-1", "accepted", "")
+    event = Event.objects.get()
+    assert event.raw_record_id == raw.pk
+    assert event.properties == message["properties"]
+    assert event.context == message["context"]
+    assert event.timestamp == datetime(2024, 5, 1, 10, 5, tzinfo=UTC)
+    assert raw.source_record_id == event.source_record_id
+
+
+def test_message_without_message_id_gets_a_content_hash_id(client, api_source):
+    message = track()
+    del message["messageId"]
+
+    send(client, "/v1/track", message, key=api_source.write_key)
+    send(client, "/v1/track", message, key=api_source.write_key)
+
+    event = Event.objects.get()
+    assert event.message_id.startswith("hash-")
+    assert len(event.message_id) == len("hash-") + 64
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def test_identify_track_and_batch_endpoints_all_store_events(client, api_source):
+    key = api_source.write_key
+    responses = [
+        send(client, "/v1/identify", identify(), key=key),
+        send(client, "/v1/track", track(), key=key),
+        send(
+            client,
+            "/v1/batch",
+            {
+                "batch": [
+                    {"type": "page", "messageId": "m-page", "userId": "u-1", "name": "Home"},
+                    {"type": "screen", "messageId": "m-screen", "userId": "u-1", "name": "Cart"},
+                    track(messageId="m-track-2", event="Product Viewed"),
+                ]
+            },
+            key=key,
+        ),
+        send(
+            client, "/v1/page", {"messageId": "m-page-2", "userId": "u-1", "name": "Faq"}, key=key
+        ),
+    ]
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 200]
+    assert [r.json() for r in responses] == [{"success": True}] * 4
+    assert sorted(Event.objects.values_list("type", "name")) == [
+        ("identify", ""),
+        ("page", "Faq"),
+        ("page", "Home"),
+        ("screen", "Cart"),
+        ("track", "Order Completed"),
+        ("track", "Product Viewed"),
+    ]
+    profile = Profile.objects.get()
+    assert set(Event.objects.values_list("profile_id", flat=True)) == {profile.pk}
+    assert profile.email == "lena.vogt@example.de"
+    assert profile.first_name == "Lena"
+
+
+def test_single_message_endpoint_rejects_another_type(client, api_source):
+    response = send(client, "/v1/identify", track(), key=api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_type",
+        "message": "This endpoint takes identify messages.",
+    }
+    assert Event.objects.count() == 0
+
+
+def test_batch_must_hold_a_list(client, api_source):
+    response = send(client, "/v1/batch", {"batch": {"type": "track"}}, key=api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_batch"
+
+
+def test_batch_applies_batch_level_context(client, api_source):
+    body = {"batch": [track()], "context": {"ip": "198.51.100.1"}}
+
+    send(client, "/v1/batch", body, key=api_source.write_key)
+
+    assert Event.objects.get().context == {"ip": "198.51.100.1"}
+
+
+def test_invalid_message_in_a_batch_is_kept_rejected_and_the_rest_applied(client, api_source):
+    bad = {"type": "track", "messageId": "m-bad", "userId": "u-1"}  # no event name
+    response = send(client, "/v1/batch", {"batch": [track(), bad]}, key=api_source.write_key)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_message"
+    assert body["rejected"] == [{"index": 1, "message": "track needs an event name"}]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["msg-track-1"]
+    rejected = RawRecord.objects.get(status="rejected")
+    assert (rejected.payload, rejected.error) == (bad, "track needs an event name")
+
+
+def test_message_without_any_id_is_rejected(client, api_source):
+    response = send(
+        client, "/v1/track", {"event": "Signed Up", "messageId": "m"}, key=api_source.write_key
+    )
+
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [
+        {"index": 0, "message": "userId or anonymousId is required"}
+    ]
+
+
+def test_gzip_body_is_read(client, api_source):
+    data = gzip.compress(json.dumps({"batch": [track()]}).encode())
+
+    response = client.post(
+        "/v1/batch",
+        data=data,
+        content_type="application/json",
+        headers={**basic(api_source.write_key), "Content-Encoding": "gzip"},
+    )
+
+    assert response.status_code == 200
+    assert Event.objects.get().name == "Order Completed"
+
+
+def test_invalid_gzip_body_is_400(client, api_source):
+    response = client.post(
+        "/v1/batch",
+        data=b"not gzip at all",
+        content_type="application/json",
+        headers={**basic(api_source.write_key), "Content-Encoding": "gzip"},
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"code": "invalid_gzip", "message": "The body is not valid gzip."}
+
+
+def test_oversized_message_is_400(client, api_source):
+    message = track(properties={"blob": "x" * 33_000})
+
+    response = send(client, "/v1/track", message, key=api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "message_too_large"
+    assert Event.objects.count() == 0
+
+
+# --- identities ----------------------------------------------------------------------------
+
+
+def test_anonymous_events_join_the_profile_of_the_user_id(client, api_source):
+    key = api_source.write_key
+    send(client, "/v1/track", track(messageId="m-1", userId=None, anonymousId="anon-7"), key=key)
+    send(client, "/v1/identify", identify(messageId="m-2", anonymousId="anon-7"), key=key)
+    send(
+        client,
+        "/v1/track",
+        track(messageId="m-3", userId=None, anonymousId="anon-7", event="Product Viewed"),
+        key=key,
+    )
+
+    assert Profile.objects.count() == 1
+    profile = Profile.objects.get()
+    assert list(Event.objects.values_list("profile_id", flat=True).distinct()) == [profile.pk]
+    assert sorted(SourceRecord.objects.values_list("external_key", flat=True)) == [
+        "anon:anon-7",
+        "user:u-1",
+    ]
+    assert Identity.objects.get(type="user_id").profile_id == profile.pk
+
+
+def test_identify_with_anonymous_id_then_anonymous_track_joins_the_user(client, api_source):
+    key = api_source.write_key
+    send(client, "/v1/identify", identify(anonymousId="anon-8"), key=key)
+    send(client, "/v1/track", track(userId=None, anonymousId="anon-8"), key=key)
+
+    identify_event = Event.objects.get(type="identify")
+    track_event = Event.objects.get(type="track")
+    assert track_event.anonymous_id == "anon-8"
+    assert track_event.user_id == ""
+    assert track_event.profile_id == identify_event.profile_id
+    assert Profile.objects.get().email == "lena.vogt@example.de"
+
+
+def test_different_users_are_different_profiles(client, api_source):
+    key = api_source.write_key
+    send(client, "/v1/identify", identify(), key=key)
+    send(
+        client,
+        "/v1/identify",
+        identify(messageId="m-2", userId="u-2", traits={"email": "ann@example.com"}),
+        key=key,
+    )
+
+    assert sorted(Profile.objects.values_list("email", flat=True)) == [
+        "ann@example.com",
+        "lena.vogt@example.de",
+    ]
+
+
+def test_alias_links_a_previous_anonymous_id(client, api_source):
+    key = api_source.write_key
+    send(client, "/v1/track", track(messageId="m-1", userId=None, anonymousId="anon-9"), key=key)
+    send(
+        client,
+        "/v1/alias",
+        {"type": "alias", "messageId": "m-2", "previousId": "anon-9", "userId": "u-1"},
+        key=key,
+    )
+
+    assert Profile.objects.count() == 1
+    assert Event.objects.get(type="alias").properties == {"previousId": "anon-9"}
+
+
+def test_older_trait_never_overwrites_a_newer_one(client, api_source):
+    key = api_source.write_key
+    newer = identify(traits={"firstName": "Helena"}, timestamp="2024-05-02T00:00:00Z")
+    older = identify(
+        messageId="m-old", traits={"firstName": "Lena"}, timestamp="2024-05-01T00:00:00Z"
+    )
+    send(client, "/v1/identify", newer, key=key)
+    send(client, "/v1/identify", older, key=key)
+
+    assert Profile.objects.get().first_name == "Helena"
+    assert SourceRecord.objects.get().traits == {"firstName": "Helena"}
+
+
+def test_unusable_trait_value_is_noted_on_the_raw_record(client, api_source):
+    message = identify(traits={"email": "not-an-address", "birthday": "someday"})
+
+    response = send(client, "/v1/identify", message, key=api_source.write_key)
+
+    assert response.status_code == 200
+    raw = RawRecord.objects.get()
+    assert raw.status == "accepted"
+    assert raw.error == (
+        "trait email: not a valid e-mail address: An email address must have an @-sign.; "
+        "trait birth_date: 'someday' is not a date in ISO format (YYYY-MM-DD)"
+    )
+    email = Identity.objects.get(type="email")
+    assert (email.raw_value, email.key) == ("not-an-address", None)
+    assert email.flag.startswith("not a valid e-mail address")
+
+
+def test_event_time_corrects_the_senders_clock_skew(client, api_source):
+    message = track(timestamp=None, originalTimestamp="2024-05-01T10:00:00Z")
+    message.pop("timestamp")
+    body = {"batch": [message], "sentAt": "2024-05-01T10:00:10Z"}
+
+    before = datetime.now(UTC)
+    send(client, "/v1/batch", body, key=api_source.write_key)
+    after = datetime.now(UTC)
+
+    event = Event.objects.get()
+    # The sender's clock runs behind by (received - sentAt); the event happened 10 s before send.
+    assert before.timestamp() - 10 <= event.timestamp.timestamp() <= after.timestamp() - 10
