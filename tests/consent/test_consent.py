@@ -361,3 +361,70 @@ def test_consent_records_are_append_only(db):
     with pytest.raises(TypeError):
         ConsentRecord.objects.filter(pk=record.pk).update(status="denied")
     assert ConsentRecord.objects.get().status == "granted"
+
+
+# Mailchimp's audience export is three files with different columns (real header names).
+MAILCHIMP_SUBSCRIBED = (
+    "Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,OPTIN_IP,CONFIRM_TIME,"
+    "CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,LAST_CHANGED,LEID,EUID,"
+    "NOTES,TAGS"
+)
+MAILCHIMP_UNSUBSCRIBED = (
+    MAILCHIMP_SUBSCRIBED
+    + ",UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_CAMPAIGN_ID,UNSUB_REASON,UNSUB_REASON_OTHER"
+)
+MAILCHIMP_CLEANED = MAILCHIMP_SUBSCRIBED + ",CLEAN_TIME,CLEAN_CAMPAIGN_TITLE,CLEAN_CAMPAIGN_ID"
+
+
+def mailchimp_line(email: str, optin: str, *extra: str) -> str:
+    cells = [email, "Ann", "Lee", "2", optin, "", "", "", "", "", "", "", "", "", "", optin]
+    return ",".join([*cells, "1", "e1", "", "", *extra])
+
+
+def test_mailchimp_subscribed_unsubscribed_and_cleaned_files(make_source, import_csv):
+    mailchimp = make_source(name="mailchimp", preset="mailchimp")
+    subscribed = "\n".join(
+        [
+            MAILCHIMP_SUBSCRIBED,
+            mailchimp_line("sub@example.com", "2024-01-01 09:00:00"),
+            mailchimp_line("unsub@example.com", "2024-01-01 09:00:00"),
+            mailchimp_line("clean@example.com", "2024-01-01 09:00:00"),
+        ]
+    )
+    unsubscribed = "\n".join(
+        [
+            MAILCHIMP_UNSUBSCRIBED,
+            mailchimp_line(
+                "unsub@example.com",
+                "2024-01-01 09:00:00",
+                "2024-05-01 12:00:00",
+                "Spring",
+                "c1",
+                "NORMAL",
+                "",
+            ),
+        ]
+    )
+    cleaned = "\n".join(
+        [
+            MAILCHIMP_CLEANED,
+            mailchimp_line(
+                "clean@example.com", "2024-01-01 09:00:00", "2024-06-01 08:00:00", "Summer", "c2"
+            ),
+        ]
+    )
+    runs = [import_csv(mailchimp, text + "\n") for text in (subscribed, unsubscribed, cleaned)]
+    assert [r.status for r in runs] == ["succeeded"] * 3
+    by_email = {p.email: p for p in Profile.objects.all()}
+    assert email_state(by_email["sub@example.com"]) == "granted"
+    assert email_state(by_email["unsub@example.com"]) == "withdrawn"
+    # Cleaned = undeliverable: the earlier opt-in stays the consent state.
+    assert email_state(by_email["clean@example.com"]) == "granted"
+    assert ConsentRecord.objects.filter(profile=by_email["clean@example.com"]).count() == 1
+    unsub = ConsentRecord.objects.get(profile=by_email["unsub@example.com"], status="withdrawn")
+    assert unsub.captured_at == datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+    # The subscribed file imported again (an old opt-in time) does not re-subscribe anyone.
+    import_csv(mailchimp, subscribed + "\n")
+    assert email_state(by_email["unsub@example.com"]) == "withdrawn"
+    assert ConsentRecord.objects.count() == 4
