@@ -347,7 +347,8 @@ def uncovered_person_references() -> list[tuple[type[models.Model], models.Forei
 
 def _sweep_ids(subject: Subject, model: type[models.Model]) -> list[int]:
     if model is Profile:
-        return subject.profile_ids
+        # Merged-away ids too: rows made before a merge still name the absorbed profile.
+        return subject.all_profile_ids
     if model is SourceRecord:
         return subject.source_record_ids
     if model is Identity:
@@ -361,24 +362,32 @@ def _sweep_ids(subject: Subject, model: type[models.Model]) -> list[int]:
     return sorted(_raw_ids(subject))
 
 
-def _sweep_queryset(subject: Subject, model, fk):
-    return model._default_manager.filter(
-        **{f"{fk.name}_id__in": _sweep_ids(subject, fk.related_model)}
-    )
+def _swept_models(subject: Subject) -> dict[type[models.Model], Q]:
+    """Per uncovered model, one condition over all of its foreign keys to the person's tables
+    (a model may point at a person twice, e.g. both sides of a merge suggestion)."""
+    conditions: dict[type[models.Model], Q] = {}
+    ids_by_target: dict[type[models.Model], list[int]] = {}
+    for model, fk in uncovered_person_references():
+        target = fk.related_model
+        if target not in ids_by_target:
+            ids_by_target[target] = _sweep_ids(subject, target)
+        condition = Q(**{f"{fk.name}_id__in": ids_by_target[target]})
+        conditions[model] = conditions[model] | condition if model in conditions else condition
+    return conditions
 
 
 def sweep_collect(subject: Subject) -> dict[str, list[dict]]:
     return {
-        f"{model._meta.label_lower}": _rows(_sweep_queryset(subject, model, fk))
-        for model, fk in uncovered_person_references()
+        model._meta.label_lower: _rows(model._default_manager.filter(condition).order_by("pk"))
+        for model, condition in _swept_models(subject).items()
     }
 
 
 def sweep_erase(subject: Subject) -> dict[str, int]:
     counts = {}
-    for model, fk in uncovered_person_references():
-        deleted, _ = _sweep_queryset(subject, model, fk).delete()
-        counts[model._meta.label_lower] = counts.get(model._meta.label_lower, 0) + deleted
+    for model, condition in _swept_models(subject).items():
+        deleted, _ = model._default_manager.filter(condition).delete()
+        counts[model._meta.label_lower] = deleted
     return counts
 
 

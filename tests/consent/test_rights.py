@@ -223,6 +223,15 @@ def test_every_table_that_references_a_person_is_reached(db):
     # Only tables without a handler appear here; they are exported and deleted by the sweep.
     for label, _fk in uncovered:
         assert apps.get_model(label) not in person_models
+    # Merge suggestions (profiles) have no handler: both of their sides are swept.
+    assert {
+        ("profiles.MergeSuggestion", "left"),
+        ("profiles.MergeSuggestion", "right"),
+    } <= uncovered
+    # Each swept table is one table of the export, whatever the number of its foreign keys.
+    from consent.services.subject_data import Subject, sweep_collect
+
+    assert set(sweep_collect(Subject())) == {label.lower() for label, _fk in uncovered}
 
 
 def test_rectification_becomes_the_top_priority_value(people, make_request, officer):
@@ -278,3 +287,47 @@ def test_an_unverified_request_is_not_actionable(people, make_request, officer, 
     with pytest.raises(RequestError, match="Unverified"):
         request_run(request=request, actor=officer, sync=True)
     assert Profile.objects.filter(pk=people["lena"].pk).exists()
+
+
+def test_merge_suggestions_are_exported_and_erased_through_the_sweep(people, make_request, officer):
+    """Pending suggestions naming the person (on either side) are in the export and erased."""
+    from profiles.models import MergeSuggestion
+
+    lena, bob, bob_app = people["lena"], people["bob"], people["bob_app"]
+    steward_pending = MergeSuggestion.objects.get()  # Lena's two profiles, made before the merge
+    merged_away = ProfileRedirect.objects.get(profile=lena).old_id
+    as_left = MergeSuggestion.objects.create(left=lena, right=bob, score=0.81, rule="name")
+    as_right = MergeSuggestion.objects.create(left=bob_app, right=lena, score=0.78, rule="phone")
+    # Made before the merge, naming Lena's app profile that was merged away.
+    old_side = MergeSuggestion.objects.create(left=bob, right_id=merged_away, score=0.7, rule="x")
+    others = MergeSuggestion.objects.create(left=bob, right=bob_app, score=0.9, rule="name")
+
+    run = request_run(request=make_request(type="access"), actor=officer, sync=True)
+    document, csvs = archive_of(run)
+    exported = {row["id"] for row in document["tables"]["profiles.mergesuggestion"]}
+    assert exported == {steward_pending.pk, as_left.pk, as_right.pk, old_side.pk}
+    assert "tables/profiles.mergesuggestion.csv" in csvs
+
+    request_run(request=make_request(type="erasure"), actor=officer, sync=True)
+
+    assert list(MergeSuggestion.objects.values_list("id", flat=True)) == [others.pk]
+
+
+def test_erasure_notice_hooks_are_told_who_was_erased(people, make_request, officer):
+    """Activation registers a hook here to record a deletion notice per destination."""
+    from consent.registry import register_erasure_notice_hook, registry
+
+    notices = []
+
+    def hook(*, subject, request):
+        notices.append((subject.profile_ids, subject.old_profile_ids, request.pk))
+
+    register_erasure_notice_hook(hook)
+    try:
+        request = make_request(type="erasure")
+        lena_ids = [people["lena"].pk]
+        old_ids = list(ProfileRedirect.objects.values_list("old_id", flat=True))
+        request_run(request=request, actor=officer, sync=True)
+    finally:
+        registry.erasure_notice_hooks.remove(hook)
+    assert notices == [(lena_ids, old_ids, request.pk)]
