@@ -4,6 +4,7 @@ download by the privacy officer only, consent records append-only."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -175,3 +176,24 @@ def test_consent_records_cannot_be_changed_in_the_admin(officer_client, db):
         == 403
     )
     assert json.loads(json.dumps(record.evidence))["note"] == "paper form #12"
+
+
+def test_days_left_on_every_open_request(officer_client, make_request):
+    from consent.selectors import workspace_today
+
+    today = workspace_today()
+    soon = make_request(requester_email="a@example.com")
+    late = make_request(requester_email="b@example.com")
+    closed = make_request(requester_email="c@example.com")
+    DataSubjectRequest.objects.filter(pk=soon.pk).update(due_date=today + timedelta(days=12))
+    DataSubjectRequest.objects.filter(pk=late.pk).update(due_date=today - timedelta(days=3))
+    DataSubjectRequest.objects.filter(pk=closed.pk).update(
+        due_date=today - timedelta(days=9), status="rejected", rejection_reason="duplicate"
+    )
+    page = officer_client.get("/admin/consent/datasubjectrequest/").content.decode()
+    cells = re.findall(r'<td class="field-days_left_display">(.*?)</td>', page)
+    assert sorted(cells) == sorted(["12", '<span class="cdp-flag">3 overdue</span>', "—"])
+    detail = officer_client.get(f"/admin/consent/datasubjectrequest/{soon.pk}/change/")
+    assert re.search(rb'id="dsr-days-left">12<', detail.content)
+    overdue = officer_client.get(f"/admin/consent/datasubjectrequest/{late.pk}/change/")
+    assert re.search(rb'id="dsr-days-left">-3<', overdue.content)

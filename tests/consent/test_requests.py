@@ -122,3 +122,29 @@ def test_invalid_email_is_a_clear_error(db):
     with pytest.raises(RequestError, match="not valid"):
         request_create(type="access", regime="gdpr", requester_email="nobody", verify="email")
     assert DataSubjectRequest.objects.count() == 0
+
+
+@pytest.mark.parametrize("terminal", ["completed", "rejected"])
+def test_closed_requests_cannot_move(make_request, officer, terminal):
+    request = make_request()
+    DataSubjectRequest.objects.filter(pk=request.pk).update(status=terminal)
+    for to in ("received", "verifying", "verified", "in_progress", "extended", "completed"):
+        with pytest.raises(RequestError, match="cannot become"):
+            request_transition(request=request, to=to, actor=officer)
+    assert DataSubjectRequest.objects.get().status == terminal
+    assert request.events.count() == 2  # received, verified: nothing was added
+
+
+def test_an_unverified_request_cannot_start_or_be_extended(make_request, officer):
+    request = make_request(verify="email")
+    with pytest.raises(RequestError, match="cannot become in progress"):
+        request_transition(request=request, to="in_progress", actor=officer)
+    with pytest.raises(RequestError, match="cannot become extended"):
+        request_extend(request=request, actor=officer, reason="busy")
+    request_reject(request=request, actor=officer, reason="never confirmed")
+    trail = list(request.events.values_list("action", "from_status", "to_status", "note"))
+    assert trail == [
+        ("received", "", "received", ""),
+        ("verification_sent", "received", "verifying", ""),
+        ("rejected", "verifying", "rejected", "never confirmed"),
+    ]
