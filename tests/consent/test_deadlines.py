@@ -111,6 +111,15 @@ def test_ccpa_extension_once_by_45_days_noticed_within_the_first_45():
             already_extended=False,
             reason="late",
         )
+    with pytest.raises(DeadlineError, match="already been extended"):
+        extended_due(
+            regime="ccpa",
+            request_type="erasure",
+            received=received,
+            today=date(2026, 5, 20),
+            already_extended=True,
+            reason="a second time",
+        )
 
 
 def test_ccpa_opt_out_of_sale_within_15_business_days_and_not_extendable():
