@@ -93,3 +93,31 @@ def test_officer_runs_an_access_request_and_downloads_the_archive(
     actions = list(request.events.values_list("action", flat=True))
     assert actions[-3:] == ["export_queued", "export_succeeded", "completed"]
     assert DataSubjectRequest.objects.get().completed_at is not None
+
+
+def test_dashboard_chart_renders_open_requests_by_type_and_regime(
+    live_server, browser_page, officer, make_request
+):
+    officer.set_password("pw-olga-123")
+    officer.save()
+    make_request(type="access", regime="gdpr", requester_email="a@example.com")
+    make_request(type="access", regime="gdpr", requester_email="b@example.com")
+    make_request(type="erasure", regime="ccpa", requester_email="c@example.com")
+    page = browser_page
+
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/consent/datasubjectrequest/dashboard/")
+    page.fill("#id_username", "olga")
+    page.fill("#id_password", "pw-olga-123")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#dsr-chart .main-svg")
+    assert page.locator("#dash-open").inner_text() == "3"
+    # Plotly drew one bar group per regime; the bars with a height are the non-zero counts.
+    assert page.locator("#dsr-chart .trace.bars").count() == 2
+    heights = page.eval_on_selector_all(
+        "#dsr-chart .trace.bars .point path",
+        "paths => paths.map(p => p.getBBox().height).filter(h => h > 0)",
+    )
+    assert len(heights) == 2
+    assert max(heights) == pytest.approx(2 * min(heights), rel=0.05)  # 2 GDPR access vs 1
+    legend = page.locator("#dsr-chart .legendtext").all_text_contents()
+    assert sorted(legend) == ["CCPA / CPRA", "GDPR"]
