@@ -46,7 +46,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("profiles", "identity", VIEW),
         ("profiles", "event", VIEW),
         ("profiles", "rawrecord", VIEW),
-        ("consent", "*", ALL),
+        ("consent", "*", (*ALL, "download")),
         ("cdp", "auditevent", VIEW),
     ],
 }

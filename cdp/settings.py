@@ -168,6 +168,17 @@ CDP_PLACEHOLDER_VALUES = env_list(
     "0000000000,1111111111,1234567890,+10000000000,+11111111111,+11234567890,"
     "+1,0,n/a,na,none,null,unknown,-,test,anonymous",
 )
+# Privacy (docs/privacy.md). The salt of the suppression list's identifier hashes: set it once
+# and keep it (changing it makes every stored hash unmatchable). Default: derived from SECRET_KEY.
+CDP_SUPPRESSION_SALT = os.environ.get("CDP_SUPPRESSION_SALT", "")
+# Public holidays (ISO dates) that are not business days for privacy deadlines.
+CDP_PRIVACY_HOLIDAYS = env_list("CDP_PRIVACY_HOLIDAYS", "")
+# Base URL of the public privacy request page, for verification links in e-mails.
+CDP_PUBLIC_BASE_URL = os.environ.get("CDP_PUBLIC_BASE_URL", "http://localhost:8000")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
+
 # The region used for phone numbers when neither the record nor its source names a country.
 CDP_DEFAULT_PHONE_REGION = os.environ.get("CDP_DEFAULT_PHONE_REGION", "")
 

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from consent.urls import api_urlpatterns as consent_api_urlpatterns
+from consent.urls import public_urlpatterns as privacy_urlpatterns
 from profiles.urls import api_urlpatterns, tracking_urlpatterns
 from segments.urls import api_urlpatterns as segment_api_urlpatterns
 
@@ -11,6 +13,8 @@ urlpatterns = [
     path("v1/", include(tracking_urlpatterns)),
     path("api/", include(api_urlpatterns)),
     path("api/", include(segment_api_urlpatterns)),
+    path("api/", include(consent_api_urlpatterns)),
+    path("privacy/", include(privacy_urlpatterns)),
 ]
 
 handler404 = "cdp.views.not_found"

@@ -58,6 +58,11 @@ CANONICAL_ATTRIBUTES: dict[str, Attribute] = {
         ),
         Attribute("accepts_email_marketing", AttributeType.BOOLEAN, "Accepts e-mail marketing"),
         Attribute("accepts_sms_marketing", AttributeType.BOOLEAN, "Accepts SMS marketing"),
+        # Consent inputs (docs/privacy.md): read by consent.services.consent per import batch.
+        Attribute("email_opt_out", AttributeType.BOOLEAN, "E-mail opt-out (yes = opted out)"),
+        Attribute("email_opt_in_at", AttributeType.STRING, "E-mail opt-in time"),
+        Attribute("email_opt_out_at", AttributeType.STRING, "E-mail opt-out time"),
+        Attribute("email_cleaned_at", AttributeType.STRING, "E-mail cleaned (undeliverable) time"),
         Attribute("total_spent", AttributeType.NUMBER, "Total spent"),
         Attribute("total_orders", AttributeType.INTEGER, "Total orders"),
         Attribute("tags", AttributeType.STRING, "Tags"),
@@ -69,7 +74,6 @@ CANONICAL_ATTRIBUTES: dict[str, Attribute] = {
             AttributeType.STRING,
             "E-mail subscription status (subscribed, unsubscribed, cleaned, pending)",
         ),
-        Attribute("email_opt_out", AttributeType.BOOLEAN, "Opted out of e-mail"),
     ]
 }
 
@@ -148,7 +152,7 @@ _MAILCHIMP_COMMON = [
     PresetField("Phone Number", "phone"),
     PresetField("Birthday", "trait:birthday"),
     PresetField("MEMBER_RATING", "trait:member_rating"),
-    PresetField("OPTIN_TIME", "signed_up_at"),
+    PresetField("OPTIN_TIME", "email_opt_in_at"),
     PresetField("OPTIN_IP", "trait:optin_ip"),
     PresetField("CONFIRM_TIME", "trait:confirm_time"),
     PresetField("CONFIRM_IP", "trait:confirm_ip"),
@@ -165,13 +169,13 @@ _MAILCHIMP_COMMON = [
     PresetField("NOTES", "note"),
     PresetField("TAGS", "tags"),
     # unsubscribed_members_export_*.csv
-    PresetField("UNSUB_TIME", "trait:unsub_time"),
+    PresetField("UNSUB_TIME", "email_opt_out_at"),
     PresetField("UNSUB_CAMPAIGN_TITLE", "trait:unsub_campaign_title"),
     PresetField("UNSUB_CAMPAIGN_ID", "trait:unsub_campaign_id"),
     PresetField("UNSUB_REASON", "trait:unsub_reason"),
     PresetField("UNSUB_REASON_OTHER", "trait:unsub_reason_other"),
     # cleaned_members_export_*.csv
-    PresetField("CLEAN_TIME", "trait:clean_time"),
+    PresetField("CLEAN_TIME", "email_cleaned_at"),
     PresetField("CLEAN_CAMPAIGN_TITLE", "trait:clean_campaign_title"),
     PresetField("CLEAN_CAMPAIGN_ID", "trait:clean_campaign_id"),
 ]

@@ -19,6 +19,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.api import json_error
+from consent.gpc import gpc_evidence
 from profiles.models import DataSource
 from profiles.services.tracking import tracking_messages_ingest
 
@@ -115,7 +116,9 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
                 )
     except RequestError as exc:
         return json_error(exc.code, exc.message, exc.status)
-    result = tracking_messages_ingest(source=source, messages=messages, batch=batch_level)
+    result = tracking_messages_ingest(
+        source=source, messages=messages, batch=batch_level, gpc=gpc_evidence(request)
+    )
     if result["rejected"]:
         first = result["rejected"][0]
         return JsonResponse(

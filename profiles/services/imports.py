@@ -28,6 +28,8 @@ from django.utils import timezone
 from cdp.audit import audit_record
 from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
+from consent.services.consent import consent_from_source_records
+from consent.services.suppression import suppression_check
 from profiles.models import DataSource, FieldMapping, ImportRun, RawRecord
 from profiles.services.mapping import (
     FieldSpec,
@@ -401,13 +403,28 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
         batch, state.specs, region=source.default_region, date_orders=state.date_orders
     )
     now = timezone.now()
-    records = [record for _n, _r, record, _e in mapped if record is not None]
+    # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
+    suppressed = suppression_check(
+        identities_by_item={
+            number: [(i.type, i.key) for i in record.identities if i.key]
+            for number, _r, record, _e in mapped
+            if record is not None
+        }
+    )
+    records = [
+        record
+        for number, _r, record, _e in mapped
+        if record is not None and number not in suppressed
+    ]
     try:
         with transaction.atomic():
             result = source_records_upsert(source=source, records=records)
             raws = []
             rejected = Counter()
             for number, row, record, error in mapped:
+                if number in suppressed:
+                    raws.append((number, {}, RawRecord.Status.SUPPRESSED, "", None))
+                    continue
                 if record is not None:
                     status, message = RawRecord.Status.ACCEPTED, ""
                     record_id = result.record_ids[record.external_key]
@@ -417,6 +434,9 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
                 raws.append((number, row, status, message, record_id))
             raw_records_land(run=run, source=source, rows=raws, received_at=now)
             profiles_resolve(source_record_ids=result.changed_ids)
+            consent_from_source_records(
+                source_record_ids=list(result.record_ids.values()), import_run_id=run.pk
+            )
             state.reasons.update(rejected)
             ImportRun.objects.filter(pk=run.pk).update(
                 rows_done=F("rows_done") + len(batch),

@@ -442,11 +442,14 @@ def _anonymous_bridges_merge(bridges: list[tuple[int, int]]) -> set[int]:
         .values_list("profile_id", flat=True)
         .distinct()
     )
-    anonymous = set(
-        Identity.objects.filter(profile_id__in=ids, type=IdentifierTypes.ANONYMOUS_ID)
-        .values_list("profile_id", flat=True)
-        .distinct()
-    ) - known
+    anonymous = (
+        set(
+            Identity.objects.filter(profile_id__in=ids, type=IdentifierTypes.ANONYMOUS_ID)
+            .values_list("profile_id", flat=True)
+            .distinct()
+        )
+        - known
+    )
     groups = _Groups()
     for a, b in pairs:
         if a in anonymous or b in anonymous:

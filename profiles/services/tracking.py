@@ -24,6 +24,8 @@ from cdp.normalize import (
     clean_text,
     identifier_key,
 )
+from consent.services.consent import consent_gpc_record
+from consent.services.suppression import identity_keys, suppression_check
 from profiles.constants import CANONICAL_ATTRIBUTES, AttributeType
 from profiles.models import DataSource, Event, Identity, RawRecord, SourceRecord
 from profiles.services.mapping import convert_value, parse_iso_date, stable_hash
@@ -170,12 +172,17 @@ def record_key(message: dict) -> str:
 
 
 def tracking_messages_ingest(
-    *, source: DataSource, messages: list[object], batch: dict | None = None
+    *,
+    source: DataSource,
+    messages: list[object],
+    batch: dict | None = None,
+    gpc: dict | None = None,
 ) -> dict:
     """Store and apply a list of messages. Returns {"accepted", "duplicates", "rejected": [...]}.
 
     Raw messages are committed before anything is applied; a messageId seen before for this
-    source is stored once and counted as a duplicate.
+    source is stored once and counted as a duplicate. ``gpc`` (evidence of a ``Sec-GPC: 1``
+    header) records an opt-out of sale/sharing for the persons the messages are about.
     """
     batch = batch or {}
     received_at = timezone.now()
@@ -193,12 +200,33 @@ def tracking_messages_ingest(
     rejected = [(messages[i], e) for i, m, e in prepared if m is None]
     raws = _raw_messages_store(source, rejected, valid, received_at)
     duplicates = len(valid) - len(raws)
+    # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
+    suppressed = suppression_check(
+        identities_by_item={
+            mid: identity_keys(_message_identifiers(raw.payload), region=source.default_region)
+            for mid, raw in raws.items()
+        }
+    )
+    if suppressed:
+        RawRecord.objects.filter(pk__in=[raws[mid].pk for mid in suppressed]).update(
+            status=RawRecord.Status.SUPPRESSED, payload={}, error=""
+        )
+        raws = {mid: raw for mid, raw in raws.items() if mid not in suppressed}
     for attempt in range(APPLY_ATTEMPTS):
         if not raws:
             break
         try:
             with transaction.atomic():
-                _messages_apply(source, raws, received_at)
+                record_ids = _messages_apply(source, raws, received_at)
+                if gpc is not None:
+                    consent_gpc_record(
+                        profile_ids=list(
+                            SourceRecord.objects.filter(pk__in=record_ids).values_list(
+                                "profile_id", flat=True
+                            )
+                        ),
+                        evidence=gpc,
+                    )
             break
         except (OperationalError, IntegrityError):
             # A deadlock or a race with a concurrent request on the same records: the
@@ -281,7 +309,7 @@ def _raw_messages_store(
     raise RuntimeError("could not store messages after concurrent retries")
 
 
-def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at) -> None:
+def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at) -> list[int]:
     updates: dict[str, _RecordUpdate] = {}
     events: list[tuple[str, Event]] = []
     notes: dict[str, list[str]] = {}
@@ -358,6 +386,25 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
         raw.error = "; ".join(notes.get(message_id) or [])
         raw.source_record_id = record_ids[record_key(raw.payload)]
     bulk_update_rows(RawRecord, list(raws.values()), ["status", "error", "source_record"])
+    return list(record_ids.values())
+
+
+def _message_identifiers(message: dict) -> list[tuple[str, object]]:
+    """The identifiers a message names, for the suppression check."""
+    pairs: list[tuple[str, object]] = []
+    for id_type, value in (
+        (IdentifierTypes.USER_ID, message.get("userId")),
+        (IdentifierTypes.ANONYMOUS_ID, message.get("anonymousId")),
+        (IdentifierTypes.ANONYMOUS_ID, message.get("previousId")),
+    ):
+        if clean_text(value):
+            pairs.append((id_type, value))
+    traits = message.get("traits") if message.get("type") == "identify" else None
+    for trait, value in (traits or {}).items():
+        attr = CANONICAL_ATTRIBUTES.get(TRAIT_ATTRIBUTES.get(trait, ""))
+        if attr is not None and attr.identifier and clean_text(value):
+            pairs.append((attr.identifier, value))
+    return pairs
 
 
 def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -> list[str]:

@@ -74,7 +74,7 @@ def test_mailchimp_subscribed_export(mailchimp, import_csv):
         "email": "lena.vogt@example.de",
         "first_name": "Lena",
         "last_name": "Vogt",
-        "signed_up_at": "2023-03-14",
+        "email_opt_in_at": "2023-03-14 09:26:53",
         "country": "DE",
         "state": "BE",
         "tags": '"VIP","Newsletter"',
@@ -100,7 +100,7 @@ def test_mailchimp_unsubscribed_export_keeps_the_status_and_reason(mailchimp, im
 
     record = SourceRecord.objects.get()
     assert record.attributes["email_subscription_status"] == "unsubscribed"
-    assert record.traits["unsub_time"] == "2024-02-01 08:00:00"
+    assert record.attributes["email_opt_out_at"] == "2024-02-01 08:00:00"
     assert record.traits["unsub_reason"] == "NORMAL"
     assert record.traits["unsub_campaign_title"] == "Spring sale"
 
@@ -114,7 +114,7 @@ def test_mailchimp_cleaned_export_and_a_later_status_change(mailchimp, import_cs
     assert (run.created_count, run.updated_count) == (0, 1)
     record = SourceRecord.objects.get()
     assert record.attributes["email_subscription_status"] == "cleaned"
-    assert record.traits["clean_time"] == "2024-05-05 05:05:05"
+    assert record.attributes["email_cleaned_at"] == "2024-05-05 05:05:05"
     assert Profile.objects.get().attributes["email_subscription_status"] == "cleaned"
 
 
@@ -202,7 +202,7 @@ def test_suggestion_uses_the_preset_and_its_file_status():
 
     assert [(s.spec.column, s.spec.target, s.reason) for s in suggestions] == [
         ("Email Address", "email", "mailchimp preset"),
-        ("UNSUB_TIME", "trait:unsub_time", "mailchimp preset"),
+        ("UNSUB_TIME", "email_opt_out_at", "mailchimp preset"),
         ("Favourite", "trait:favourite", "no similar attribute: kept as a custom trait"),
         ("=unsubscribed", "email_subscription_status", "mailchimp preset: fixed for this file"),
     ]
