@@ -168,6 +168,15 @@ CDP_PLACEHOLDER_VALUES = env_list(
     "0000000000,1111111111,1234567890,+10000000000,+11111111111,+11234567890,"
     "+1,0,n/a,na,none,null,unknown,-,test,anonymous",
 )
+# Insights: money is reported in the workspace currency; other currencies are converted by this
+# fixed table ("USD=0.92,GBP=1.17": one unit of USD is 0.92 units of CDP_CURRENCY) or, without a
+# rate, kept out of amounts and counted separately (docs/insights.md).
+CDP_CURRENCY = os.environ.get("CDP_CURRENCY", "EUR").upper()
+CDP_CURRENCY_RATES = {
+    code.strip().upper(): float(rate)
+    for code, _, rate in (item.partition("=") for item in env_list("CDP_CURRENCY_RATES", ""))
+}
+
 # The region used for phone numbers when neither the record nor its source names a country.
 CDP_DEFAULT_PHONE_REGION = os.environ.get("CDP_DEFAULT_PHONE_REGION", "")
 
