@@ -120,9 +120,6 @@ def insight_condition_profile_ids(*, key: str, operator: str, value=None) -> Que
         return Profile.objects.exclude(pk__in=matching.values("profile_id")).values("pk")
     if operator not in OPERATORS:
         raise ConditionError(f"{operator!r} is not an operator")
-    if operator == "in":
-        value = [_coerce(field, v) for v in value]
-    else:
-        value = _coerce(field, value)
+    value = [_coerce(field, v) for v in value] if operator == "in" else _coerce(field, value)
     lookup = f"{field.column}__{OPERATORS[operator]}"
     return rows.filter(present, **{lookup: value}).values("profile_id")
