@@ -203,3 +203,22 @@ class InsightRun(models.Model):
         if not self.profiles_total:
             return 100 if self.status == self.Status.SUCCEEDED else 0
         return min(100, round(100 * self.profiles_done / self.profiles_total))
+
+
+class InsightMetric(models.Model):
+    """One number a dashboard shows, materialised by each insight run (dashboards never scan
+    profiles or events). ``bucket`` is a day (YYYY-MM-DD), a category or "" for a total."""
+
+    metric = models.CharField(max_length=50)
+    bucket = models.CharField(max_length=200, blank=True)
+    value = models.FloatField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["metric", "bucket"], name="uniq_insight_metric_bucket")
+        ]
+        ordering = ["metric", "bucket"]
+
+    def __str__(self) -> str:
+        return f"{self.metric}[{self.bucket}] = {self.value}"

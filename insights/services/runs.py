@@ -11,6 +11,7 @@ from cdp.audit import audit_record
 from cdp.jobs import job_enqueue
 from insights.models import InsightRun
 from insights.services.compute import insights_compute_full, insights_compute_incremental
+from insights.services.metrics import dashboard_metrics_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def insight_run_execute(*, run: InsightRun) -> InsightRun:
             insights_compute_full(run=run)
         else:
             insights_compute_incremental(run=run)
+        dashboard_metrics_refresh()
     except Exception as exc:
         logger.exception("Insight run %s failed", run.pk)
         InsightRun.objects.filter(pk=run.pk).update(

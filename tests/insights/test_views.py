@@ -1,0 +1,137 @@
+"""Dashboards and the profile 360 page: permissions, escaping, content, query budgets."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
+
+from insights.models import InsightMetric, InsightRun
+from insights.selectors import DASHBOARDS
+from insights.services.runs import insight_run_create
+from profiles.models import MergeLog, Profile
+
+
+@pytest.fixture
+def staff(db):
+    def make(role: str | None = None, superuser=False) -> User:
+        user = User.objects.create_user(
+            f"user{User.objects.count()}", password="pw", is_staff=True, is_superuser=superuser
+        )
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def merged_person(send, order, api_source):
+    """An anonymous visitor and a known customer whom a data steward merged (one person)."""
+    from profiles.services.merging import profiles_merge
+    from profiles.services.tracking import tracking_messages_ingest
+
+    tracking_messages_ingest(
+        source=api_source,
+        messages=[
+            {
+                "type": "track",
+                "anonymousId": "a-1",
+                "event": "Product Viewed",
+                "properties": {"name": "<b>Mug</b>"},
+                "timestamp": "2026-06-01T10:00:00Z",
+            }
+        ],
+    )
+    send("u-1", traits={"email": "ann@example.com", "firstName": "Ann"})
+    order("u-1", "o-1", "2026-06-02T10:00:00Z", 42)
+    anonymous, known = Profile.objects.order_by("pk")
+    profiles_merge(survivor_id=anonymous.pk, other_ids=[known.pk], reason="steward: same device")
+    assert Profile.objects.count() == 1
+    return Profile.objects.get()
+
+
+def test_every_dashboard_renders_its_charts_as_json_script(client, staff, merged_person):
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    client.force_login(staff("Marketer"))
+    for slug in DASHBOARDS:
+        response = client.get(reverse("admin:insights_dashboard", args=[slug]))
+        assert response.status_code == 200, slug
+        board = response.context["board"]
+        assert len(response.context["charts"]) == len(board.charts)
+    value = client.get(reverse("admin:insights_dashboard", args=["value"]))
+    titles = [fig["layout"]["title"]["text"] for _, _, fig in value.context["charts"]]
+    assert titles == [
+        "Predicted CLV distribution (365 days)",
+        "RFM grid: customers by recency and frequency",
+        "Customers by RFM group",
+    ]
+    overview = client.get(reverse("admin:insights_dashboard"))
+    assert dict(overview.context["board"].tiles)["Profiles"] == "1"
+    assert b'src="/static/vendor/plotly.min.js"' in overview.content
+    identity = client.get(reverse("admin:insights_dashboard", args=["identity"]))
+    # 2 source records (anonymous and known) became 1 profile: 1 - 1/2.
+    assert dict(identity.context["board"].tiles)["Consolidation rate"] == "50.0%"
+
+
+def test_dashboard_labels_are_escaped(client, staff, db):
+    InsightMetric.objects.create(metric="total.profiles", bucket="", value=1)
+    InsightMetric.objects.create(
+        metric="profiles.by_source", bucket="</script><script>alert(1)</script>", value=3
+    )
+    client.force_login(staff(superuser=True))
+    response = client.get(reverse("admin:insights_dashboard"))
+    assert b"<script>alert(1)</script>" not in response.content
+    assert b"\\u003C/script\\u003E\\u003Cscript\\u003Ealert(1)" in response.content
+
+
+def test_dashboard_reads_only_the_metrics_table(client, staff, db, django_assert_max_num_queries):
+    InsightMetric.objects.create(metric="total.profiles", bucket="", value=5)
+    client.force_login(staff(superuser=True))
+    with django_assert_max_num_queries(8):
+        client.get(reverse("admin:insights_dashboard", args=["value"]))
+
+
+def test_dashboards_and_360_need_their_roles(client, staff, merged_person):
+    client.force_login(staff("Data Engineer"))  # no insights permissions
+    assert client.get(reverse("admin:insights_dashboard")).status_code == 403
+    client.force_login(staff())  # staff without any role
+    url = reverse("admin:insights_profile_360", args=[merged_person.pk])
+    assert client.get(url).status_code == 403
+    client.force_login(staff("Data Steward"))
+    assert client.get(url).status_code == 200
+
+
+def test_profile_360_shows_the_merged_persons_timeline(client, staff, merged_person):
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    client.force_login(staff("Marketer"))
+    url = reverse("admin:insights_profile_360", args=[merged_person.pk])
+    response = client.get(url)
+    view = response.context["view"]
+    names = [(e.type, e.name) for e in view.events]
+    assert ("track", "Product Viewed") in names and ("track", "Order Completed") in names
+    records = {r.external_key: f"web #{r.pk}" for r in view.source_records}
+    assert set(records) == {"anon:a-1", "user:u-1"}
+    through = {e.name: e.record_label for e in view.events if e.type == "track"}
+    assert through == {
+        "Product Viewed": records["anon:a-1"],
+        "Order Completed": records["user:u-1"],
+    }
+    attributes = {name: (value, origin) for name, value, origin in view.attributes}
+    assert attributes["email"] == ("ann@example.com", records["user:u-1"])
+    assert view.insight.order_count == 1
+    content = response.content.decode()
+    assert "&lt;b&gt;Mug&lt;/b&gt;" in content and "<b>Mug</b>" not in content
+    # The absorbed id redirects to the person it became.
+    absorbed = MergeLog.objects.get().merged_ids[0]
+    old = client.get(reverse("admin:insights_profile_360", args=[absorbed]))
+    assert old.status_code == 302 and old.url == url
+
+
+def test_360_is_linked_from_the_change_page_and_search_results(client, staff, merged_person):
+    client.force_login(staff(superuser=True))
+    url = reverse("admin:insights_profile_360", args=[merged_person.pk])
+    change = client.get(reverse("admin:profiles_profile_change", args=[merged_person.pk]))
+    assert f'href="{url}"' in change.content.decode()
+    results = client.get(reverse("admin:profiles_profile_changelist"), {"q": "ann@example.com"})
+    assert f'href="{url}"' in results.content.decode()
