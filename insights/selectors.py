@@ -114,7 +114,7 @@ def _build_identity(board: Dashboard, m) -> None:
         ("Source records", _number(records)),
         ("Profiles", _number(profiles)),
         ("Consolidation rate", f"{rate:.1%}" if rate is not None else "–"),
-        ("Review queue", _number(pending) if "suggestions.by_status" in m else "–"),
+        ("Review queue", _number(pending) if "available.suggestions" in m else "–"),
     ]
     merges = _sorted_items(m.get("merges.by_day", {}))
     board.charts.append(
@@ -122,7 +122,7 @@ def _build_identity(board: Dashboard, m) -> None:
             "Merges per day", [d for d, _ in merges], [v for _, v in merges], y_title="merges"
         )
     )
-    if "suggestions.by_status" in m:
+    if "available.suggestions" in m:
         items = _sorted_items(m["suggestions.by_status"])
         board.charts.append(
             charts.bar_chart(

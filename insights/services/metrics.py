@@ -92,6 +92,8 @@ def _identity_metrics(put) -> None:
         put("merges.by_day", row["day"].isoformat(), row["n"])
     suggestion = optional_model("profiles.MergeSuggestion")
     if suggestion is not None:
+        put("available.suggestions", "", 1)
+        put("suggestions.by_status", "pending", 0)
         for row in suggestion.objects.values("status").annotate(n=Count("id")).order_by():
             put("suggestions.by_status", row["status"], row["n"])
 
