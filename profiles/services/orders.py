@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -280,7 +281,8 @@ def orders_import(*, source: DataSource, file: File, created_by=None) -> ImportR
     Counts on the run: created = new order/refund events, updated = events whose content
     changed, unchanged = events already present as they are, rejected = rows not used.
     """
-    run = ImportRun(source=source, created_by=created_by, original_name=file.name or "orders.csv")
+    name = os.path.basename(file.name or "") or "orders.csv"
+    run = ImportRun(source=source, created_by=created_by, original_name=name)
     run.file.save(run.original_name, file, save=False)
     run.status = ImportRun.Status.RUNNING
     run.started_at = timezone.now()

@@ -1,5 +1,7 @@
 """Import a Shopify orders export: manage.py import_orders --source "Shop orders" orders.csv"""
 
+from pathlib import Path
+
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,7 +27,7 @@ class Command(BaseCommand):
         )
         try:
             with open(path, "rb") as handle:
-                run = orders_import(source=data_source, file=File(handle, name=path))
+                run = orders_import(source=data_source, file=File(handle, name=Path(path).name))
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc}") from None
         if run.status != run.Status.SUCCEEDED:
