@@ -19,6 +19,23 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
+# Parameters are searched in [1e-6, 1e6]: when nobody in the data ever drops out, a and b (or
+# q and v) grow without bound; the bounded optimum predicts the same and stays storable.
+LOG_BOUND = float(np.log(1e6))
+
+
+def _minimize(objective, start: np.ndarray):
+    """Nelder-Mead to get close, then bounded L-BFGS-B to polish (both on log-parameters)."""
+    result = minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        options={"maxiter": 20000, "maxfev": 20000, "xatol": 1e-9, "fatol": 1e-12},
+    )
+    start = np.clip(result.x, -LOG_BOUND, LOG_BOUND)
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
+    return minimize(objective, start, method="L-BFGS-B", bounds=bounds)
+
 
 class FitError(ValueError):
     """Too little or degenerate data to fit a model (the service then leaves CLV empty)."""
@@ -95,13 +112,7 @@ def bgnbd_fit(x, t_x, T, *, weights=None) -> BgNbdParams:
 
     best = None
     for start in (np.zeros(4), np.log([0.5, 1.0, 0.5, 2.0])):
-        result = minimize(
-            objective,
-            start,
-            method="Nelder-Mead",
-            options={"maxiter": 20000, "maxfev": 20000, "xatol": 1e-9, "fatol": 1e-12},
-        )
-        result = minimize(objective, result.x, method="BFGS")
+        result = _minimize(objective, start)
         if best is None or result.fun < best.fun:
             best = result
     r, alpha, a, b = np.exp(best.x)
@@ -164,13 +175,7 @@ def gamma_gamma_fit(x, m) -> GammaGammaParams:
         value = -float(np.mean(gamma_gamma_log_likelihood(GammaGammaParams(p, q, v), x, m / scale)))
         return value if np.isfinite(value) else 1e10
 
-    result = minimize(
-        objective,
-        np.zeros(3),
-        method="Nelder-Mead",
-        options={"maxiter": 20000, "maxfev": 20000, "xatol": 1e-9, "fatol": 1e-12},
-    )
-    result = minimize(objective, result.x, method="BFGS")
+    result = _minimize(objective, np.zeros(3))
     p, q, v = np.exp(result.x)
     return GammaGammaParams(float(p), float(q), float(v * scale))
 

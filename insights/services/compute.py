@@ -8,6 +8,7 @@ CLV streams one aggregate row per (profile, purchase day) into numpy and writes 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Avg, Case, Count, F, Max, Min, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -53,6 +55,17 @@ def workspace_tz() -> ZoneInfo:
     return ZoneInfo(settings.CDP_TIME_ZONE)
 
 
+@contextmanager
+def analytics_transaction():
+    """A transaction for the big aggregate queries. On PostgreSQL it turns JIT off for it:
+    compiling these many-expression plans cost 25x the query itself (bench_dashboards)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        yield
+
+
 def money(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 2)))
 
@@ -71,7 +84,7 @@ def _order_rows(scope: Q) -> dict[int, dict]:
     tz = workspace_tz()
     counted = Q(counted=True)
     rows = (
-        counted_orders(Event.objects.filter(scope))
+        counted_orders(Event.objects.filter(scope), scope)
         .values("profile_id")
         .annotate(
             order_count=Count("id", filter=counted),
@@ -178,9 +191,10 @@ def profile_insights_write(
     if not profile_ids:
         return 0
     scope = _scope(profile_ids, bounds)
-    orders = _order_rows(scope)
-    engagement = _engagement_rows(scope, now)
-    custom = _custom_rows(scope, now, insights)
+    with analytics_transaction():
+        orders = _order_rows(scope)
+        engagement = _engagement_rows(scope, now)
+        custom = _custom_rows(scope, now, insights)
     counts = {i.key: 0 for i in insights if i.aggregate == CustomInsight.Aggregate.COUNT}
     today = now.astimezone(workspace_tz()).date()
     objects = []
@@ -210,6 +224,10 @@ def profile_insights_write(
                 engagement_score=round(100 * (e.get("days") or 0) / ENGAGEMENT_DAYS),
                 custom={**counts, **custom.get(pid, {})},
                 computed_at=now,
+                # Cleared here (one write per row); clv_apply fills them in for customers.
+                predicted_purchases_365d=None,
+                probability_alive=None,
+                predicted_clv=None,
             )
         )
     ProfileInsight.objects.bulk_create(
@@ -217,7 +235,7 @@ def profile_insights_write(
         batch_size=WRITE_BATCH,
         update_conflicts=True,
         unique_fields=["profile"],
-        update_fields=BASE_FIELDS,
+        update_fields=BASE_FIELDS + CLV_FIELDS,
     )
     return len(objects)
 
@@ -311,7 +329,7 @@ def clv_inputs(*, scope: Q, today: date) -> ClvInputs:
     m = average value of the repeat purchase days (net of refunds, workspace currency).
     """
     rows = (
-        counted_orders(Event.objects.filter(scope))
+        counted_orders(Event.objects.filter(scope), scope)
         .filter(counted=True)
         .values("profile_id", day=TruncDate("timestamp", tzinfo=workspace_tz()))
         .annotate(value=Sum(F("net") * F("rate")))
@@ -331,11 +349,12 @@ def clv_inputs(*, scope: Q, today: date) -> ClvInputs:
         inputs.T.append(max((today - first).days, 0))
         inputs.m.append(sum(repeat) / len(repeat) if repeat else 0.0)
 
-    for row in rows.iterator(chunk_size=10000):
-        if row["profile_id"] != current:
-            flush()
-            current, days = row["profile_id"], []
-        days.append((row["day"], row["value"] or 0.0))
+    with analytics_transaction():
+        for row in rows.iterator(chunk_size=10000):
+            if row["profile_id"] != current:
+                flush()
+                current, days = row["profile_id"], []
+            days.append((row["day"], row["value"] or 0.0))
     flush()
     return inputs
 
@@ -361,8 +380,12 @@ def clv_apply(*, inputs: ClvInputs, params: dict, now: datetime) -> int:
     """Write expected purchases, probability alive and predicted CLV (365 days) in batches."""
     if not inputs.profile_ids or "bgnbd" not in params:
         return 0
-    bgnbd = clv.BgNbdParams(**params["bgnbd"])
-    gg = clv.GammaGammaParams(**params["gamma_gamma"]) if "gamma_gamma" in params else None
+    bgnbd = clv.BgNbdParams(**{k: float(v) for k, v in params["bgnbd"].items()})
+    gg = (
+        clv.GammaGammaParams(**{k: float(v) for k, v in params["gamma_gamma"].items()})
+        if "gamma_gamma" in params
+        else None
+    )
     x, t_x, T, m = inputs.arrays()
     purchases, alive, value = clv.predicted_clv(
         bgnbd, gg, horizon=CLV_HORIZON_DAYS, x=x, t_x=t_x, T=T, m=m
@@ -446,7 +469,6 @@ def insights_compute_full(*, run: InsightRun, now: datetime | None = None) -> In
             "fit_error": str(exc),
             "reused_from_run": previous and previous.pk,
         }
-    ProfileInsight.objects.update(**dict.fromkeys(CLV_FIELDS))
     clv_apply(inputs=inputs, params=run.clv_params, now=now)
     run.save(update_fields=["profiles_done", "rfm_cuts", "clv_params"])
     return run
@@ -489,7 +511,6 @@ def insights_compute_incremental(*, run: InsightRun, now: datetime | None = None
         profile_insights_write(profile_ids=chunk, now=now, insights=insights)
         rows = ProfileInsight.objects.filter(profile_id__in=chunk)
         rfm_scores_apply(queryset=rows, cuts=run.rfm_cuts)
-        rows.update(**dict.fromkeys(CLV_FIELDS))
         inputs = clv_inputs(scope=Q(profile_id__in=chunk), today=today)
         clv_apply(inputs=inputs, params=run.clv_params, now=now)
         run.profiles_done = start + len(chunk)

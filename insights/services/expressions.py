@@ -93,7 +93,7 @@ def currency_rate(currency_field: str = "currency"):
     )
 
 
-def counted_orders(events: QuerySet[Event]) -> QuerySet[Event]:
+def counted_orders(events: QuerySet[Event], scope: Q | None = None) -> QuerySet[Event]:
     """Order Completed events of ``events``, one per (profile, order), annotated for aggregation.
 
     Annotations: ``order_key``, ``amount`` (0 when missing), ``currency``, ``rate``,
@@ -101,10 +101,13 @@ def counted_orders(events: QuerySet[Event]) -> QuerySet[Event]:
     whole order), ``refunded`` (refund capped at the amount), ``net`` (amount - refund) and
     ``counted`` (False when refunds cover the whole amount: the order is removed).
     A repeated order (same order id on the same profile, any source or messageId) counts once:
-    the earliest stored event wins.
+    the earliest stored event wins. ``scope`` (the profiles being computed) also narrows the
+    correlated lookups, so the planner never scans other profiles' orders.
     """
-    same_order = Event.objects.annotate(key=order_key()).filter(
-        profile_id=OuterRef("profile_id"), key=OuterRef("order_key")
+    same_order = (
+        Event.objects.filter(scope or Q())
+        .annotate(key=order_key())
+        .filter(profile_id=OuterRef("profile_id"), key=OuterRef("order_key"))
     )
     earlier = same_order.filter(name=ORDER_COMPLETED, id__lt=OuterRef("id"))
     refunds = (
