@@ -475,7 +475,8 @@ def insights_compute_full(*, run: InsightRun, now: datetime | None = None) -> In
 
 
 def touched_profile_ids(*, since: InsightRun) -> list[int]:
-    """Profiles with events stored after that run, merge survivors since, and new profiles."""
+    """Profiles with events stored after that run, survivors of merges (and unmerges) since,
+    and profiles without insights yet (new ones, and those an unmerge restored)."""
     from profiles.models import MergeLog, Profile
 
     ids = set(
@@ -483,8 +484,9 @@ def touched_profile_ids(*, since: InsightRun) -> list[int]:
         .values_list("profile_id", flat=True)
         .distinct()
     )
+    start = since.started_at or since.created_at
     ids.update(
-        MergeLog.objects.filter(created_at__gte=since.started_at or since.created_at)
+        MergeLog.objects.filter(Q(created_at__gte=start) | Q(unmerged_at__gte=start))
         .exclude(survivor__isnull=True)
         .values_list("survivor_id", flat=True)
     )

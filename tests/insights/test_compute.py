@@ -164,3 +164,26 @@ def test_incremental_run_recomputes_only_touched_profiles(shop, profile_of, orde
     b = insight(profile_of, "cust-b")
     assert (b.order_count, b.revenue) == (2, Decimal("80.00"))
     assert insight(profile_of, "cust-c").computed_at == c_before
+
+
+def test_incremental_run_follows_a_merge_and_its_undo(shop, profile_of):
+    from profiles.models import MergeLog
+    from profiles.services.merging import profile_unmerge, profiles_merge
+
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    b, c = profile_of("cust-b"), profile_of("cust-c")
+    survivor, other = sorted([b.pk, c.pk])
+    profiles_merge(survivor_id=survivor, other_ids=[other], reason="steward")
+    run = insight_run_create(kind=InsightRun.Kind.INCREMENTAL, sync=True)
+    merged = ProfileInsight.objects.get(profile_id=survivor)
+    # b's 1 order (50) and c's 4 orders (40) now belong to one person.
+    assert (run.profiles_total, merged.order_count, merged.revenue) == (1, 5, Decimal("90.00"))
+    assert not ProfileInsight.objects.filter(profile_id=other).exists()
+    profile_unmerge(merge_log=MergeLog.objects.get())
+    insight_run_create(kind=InsightRun.Kind.INCREMENTAL, sync=True)
+    counts = dict(
+        ProfileInsight.objects.filter(profile_id__in=[b.pk, c.pk]).values_list(
+            "profile_id", "order_count"
+        )
+    )
+    assert counts == {b.pk: 1, c.pk: 4}
