@@ -135,3 +135,13 @@ def test_360_is_linked_from_the_change_page_and_search_results(client, staff, me
     assert f'href="{url}"' in change.content.decode()
     results = client.get(reverse("admin:profiles_profile_changelist"), {"q": "ann@example.com"})
     assert f'href="{url}"' in results.content.decode()
+
+
+def test_dashboards_are_linked_from_the_admin_index_for_marketers(client, staff, db):
+    client.force_login(staff("Marketer"))
+    url = reverse("admin:insights_dashboard")
+    assert f'href="{url}"' in client.get(reverse("admin:index")).content.decode()
+    changelist = client.get(reverse("admin:insights_profileinsight_changelist"))
+    assert f'href="{url}"' in changelist.content.decode()
+    client.force_login(staff("Data Engineer"))
+    assert f'href="{url}"' not in client.get(reverse("admin:index")).content.decode()
