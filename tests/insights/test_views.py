@@ -145,3 +145,37 @@ def test_dashboards_are_linked_from_the_admin_index_for_marketers(client, staff,
     assert f'href="{url}"' in changelist.content.decode()
     client.force_login(staff("Data Engineer"))
     assert f'href="{url}"' not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_a_marketer_defines_a_custom_insight_in_the_admin(client, staff, db):
+    from insights.models import CustomInsight
+
+    client.force_login(staff("Marketer"))
+    url = reverse("admin:insights_custominsight_add")
+    form = {
+        "name": "Shoe views",
+        "key": "shoe_views",
+        "aggregate": "sum",
+        "event_name": "Viewed",
+        "property": "",
+        "window_days": "30",
+        "is_active": "on",
+        "filters-TOTAL_FORMS": "1",
+        "filters-INITIAL_FORMS": "0",
+        "filters-0-property": "price",
+        "filters-0-operator": "greater",
+        "filters-0-value": "lots",
+    }
+    response = client.post(url, form)
+    assert response.status_code == 200  # re-shown with errors, nothing saved
+    errors = str(response.context["adminform"].form.errors) + str(
+        response.context["inline_admin_formsets"][0].formset.errors
+    )
+    assert "Sum, average, minimum and maximum need a property." in errors
+    assert "A number is needed for this operator." in errors
+    form.update({"property": "price", "filters-0-value": "100"})
+    assert client.post(url, form).status_code == 302
+    insight = CustomInsight.objects.get(key="shoe_views")
+    assert [(f.property, f.operator, f.value) for f in insight.filters.all()] == [
+        ("price", "greater", "100")
+    ]
