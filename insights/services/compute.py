@@ -439,7 +439,6 @@ def insights_compute_full(*, run: InsightRun, now: datetime | None = None) -> In
     run.last_event_id = Event.objects.aggregate(m=Max("id"))["m"] or 0
     run.profiles_total = Profile.objects.count()
     run.save(update_fields=["last_event_id", "profiles_total"])
-    ProfileInsight.objects.exclude(profile__in=Profile.objects.all()).delete()
     done, after = 0, 0
     while True:
         ids = list(
