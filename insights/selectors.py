@@ -284,6 +284,20 @@ def _optional_rows(label: str, profile_id: int, order_by: str, limit: int = 100)
     return list(model.objects.filter(profile_id=profile_id).order_by(order_by)[:limit])
 
 
+def profile_360_loyalty(profile) -> list[dict] | None:
+    """The loyalty hook of the 360 page: one card per membership, or None without loyalty.
+
+    Loyalty (issue 9) is built on its own branch; its ``profiles.loyalty_selectors.
+    loyalty_summary(profile)`` returns the cards (program, member_number, tier, points_balance,
+    next_tier, ...). Until that module is merged the page says loyalty is not available.
+    """
+    try:
+        from profiles.loyalty_selectors import loyalty_summary
+    except ImportError:
+        return None
+    return loyalty_summary(profile)
+
+
 def profile_360_get(*, profile, page: int = 1, limit: int = 100):
     """Everything about one person, each part with a fixed number of queries.
 
@@ -316,7 +330,7 @@ def profile_360_get(*, profile, page: int = 1, limit: int = 100):
     sections = {
         "consent": _optional_rows("consent.ConsentRecord", profile.pk, "-captured_at"),
         "segments": _optional_rows("segments.SegmentMembership", profile.pk, "-entered_at"),
-        "loyalty": _optional_rows("profiles.LoyaltyAccount", profile.pk, "-id"),
+        "loyalty": profile_360_loyalty(profile),
     }
     return Profile360(
         profile=profile,

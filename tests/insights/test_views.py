@@ -179,3 +179,36 @@ def test_a_marketer_defines_a_custom_insight_in_the_admin(client, staff, db):
     assert [(f.property, f.operator, f.value) for f in insight.filters.all()] == [
         ("price", "greater", "100")
     ]
+
+
+def _has_loyalty() -> bool:
+    try:
+        import profiles.loyalty_selectors  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_has_loyalty(), reason="loyalty is merged: see the test below")
+def test_profile_360_says_when_loyalty_is_not_available(client, staff, merged_person):
+    client.force_login(staff("Marketer"))
+    response = client.get(reverse("admin:insights_profile_360", args=[merged_person.pk]))
+    assert response.context["view"].sections["loyalty"] is None
+    assert "Loyalty is not available in this installation yet." in response.content.decode()
+
+
+@pytest.mark.skipif(not _has_loyalty(), reason="loyalty (issue 9) is not merged on this branch")
+def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
+    """The hook ``insights.selectors.profile_360_loyalty`` shows loyalty_summary's cards."""
+    from profiles.services.loyalty import loyalty_member_enrol
+
+    from tests.profiles.loyalty_helpers import make_program
+
+    program = make_program(name="Club <Gold>")
+    loyalty_member_enrol(program=program, profile=merged_person, member_number="CL-7")
+    client.force_login(staff("Marketer"))
+    response = client.get(reverse("admin:insights_profile_360", args=[merged_person.pk]))
+    (card,) = response.context["view"].sections["loyalty"]
+    assert (card["program"], card["member_number"], card["tier"]) == ("Club <Gold>", "CL7", "Base")
+    content = response.content.decode()
+    assert "<td>Club &lt;Gold&gt;</td><td>CL7</td><td>Base</td>" in content
