@@ -57,6 +57,11 @@ INSIGHT_FIELDS: dict[str, InsightField] = {
 RFM_GROUP_LABELS = {label.lower(): value for value, label in RfmGroup.choices}
 
 
+def rfm_group_code(value: str) -> str:
+    """An RFM group named by its label ("At risk", any case) or its code ("at_risk")."""
+    return RFM_GROUP_LABELS.get(value.strip().lower(), value.strip())
+
+
 class ConditionError(ValueError):
     """A condition naming an unknown field or operator, or a value of the wrong type."""
 
@@ -83,7 +88,7 @@ OPERATORS = {
 
 def _coerce(field: InsightField, value):
     if field.key == "rfm_group" and isinstance(value, str):
-        return RFM_GROUP_LABELS.get(value.strip().lower(), value.strip())
+        return rfm_group_code(value)
     if field.type in ("number", "integer"):
         try:
             number = Decimal(str(value))

@@ -9,7 +9,7 @@ imported only by that registry, so nothing loads it before the segments app is m
 
 from __future__ import annotations
 
-from insights.fields import INSIGHT_FIELDS
+from insights.fields import INSIGHT_FIELDS, rfm_group_code
 from insights.models import CustomInsight, key_validator
 
 PREFIX = "insight:"
@@ -35,6 +35,8 @@ def register(registry) -> None:
                 target=Target(f.column, model=MODEL, blank_is_missing=f.type == "string"),
                 group="Insights",
                 suggest_values=f.key == "rfm_group",
+                # "RFM group = At risk": the label a marketer types becomes the stored code.
+                normalize=rfm_group_code if f.key == "rfm_group" else None,
             )
         )
 
