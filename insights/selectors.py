@@ -277,11 +277,28 @@ class Profile360:
     sections: dict[str, object]  # optional apps: consent, segments, loyalty -> rows or a note
 
 
-def _optional_rows(label: str, profile_id: int, order_by: str, limit: int = 100):
+def _optional_rows(label: str, profile_id: int, order_by: str, related=(), limit: int = 100):
     model = optional_model(label)
     if model is None:
         return None
-    return list(model.objects.filter(profile_id=profile_id).order_by(order_by)[:limit])
+    rows = model.objects.filter(profile_id=profile_id).select_related(*related)
+    return list(rows.order_by(order_by, "-pk")[:limit])
+
+
+def _consent_history(profile_id: int) -> list | None:
+    """Consent records, newest first; the newest of each purpose x channel is the current state
+    (``is_current``), the rest is its history."""
+    rows = _optional_rows(
+        "consent.ConsentRecord", profile_id, "-captured_at", ("purpose", "channel")
+    )
+    if rows is None:
+        return None
+    seen = set()
+    for row in rows:
+        key = (row.purpose_id, row.channel_id)
+        row.is_current = key not in seen
+        seen.add(key)
+    return rows
 
 
 def profile_360_loyalty(profile) -> list[dict] | None:
@@ -328,8 +345,10 @@ def profile_360_get(*, profile, page: int = 1, limit: int = 100):
         event.record_label = label.get(event.source_record_id, "")
     merges = list(MergeLog.objects.filter(survivor=profile).order_by("-created_at")[:50])
     sections = {
-        "consent": _optional_rows("consent.ConsentRecord", profile.pk, "-captured_at"),
-        "segments": _optional_rows("segments.SegmentMembership", profile.pk, "-entered_at"),
+        "consent": _consent_history(profile.pk),
+        "segments": _optional_rows(
+            "segments.SegmentMembership", profile.pk, "-entered_at", ("segment",)
+        ),
         "loyalty": profile_360_loyalty(profile),
     }
     return Profile360(

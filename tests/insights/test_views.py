@@ -212,3 +212,30 @@ def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
     assert (card["program"], card["member_number"], card["tier"]) == ("Club <Gold>", "CL7", "Base")
     content = response.content.decode()
     assert "<td>Club &lt;Gold&gt;</td><td>CL7</td><td>Base</td>" in content
+
+
+def test_profile_360_query_budget_and_segments(
+    client, staff, merged_person, django_assert_max_num_queries
+):
+    """A fixed number of queries, with the person's segments when the segments app exists."""
+    from insights.services.metrics import optional_model
+
+    membership = optional_model("segments.SegmentMembership")
+    if membership is not None:
+        for name in ("Repeat buyers", "Mug <fans>"):
+            segment = optional_model("segments.Segment").objects.create(name=name)
+            membership.objects.create(segment=segment, profile=merged_person)
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    client.force_login(staff("Marketer"))
+    url = reverse("admin:insights_profile_360", args=[merged_person.pk])
+    with django_assert_max_num_queries(11):
+        response = client.get(url)
+    content = response.content.decode()
+    if membership is None:
+        assert "Segments are not available in this installation yet." in content
+    else:
+        assert [str(m.segment) for m in response.context["view"].sections["segments"]] == [
+            "Mug <fans>",
+            "Repeat buyers",
+        ]
+        assert "Mug &lt;fans&gt; (since" in content
