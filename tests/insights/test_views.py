@@ -214,10 +214,15 @@ def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
     assert "<td>Club &lt;Gold&gt;</td><td>CL7</td><td>Base</td>" in content
 
 
-def test_profile_360_query_budget_and_segments(
+def test_profile_360_query_budget_segments_and_consent(
     client, staff, merged_person, django_assert_max_num_queries
 ):
-    """A fixed number of queries, with the person's segments when the segments app exists."""
+    """A fixed number of queries: 10, plus one per optional app merged (segments, consent,
+    loyalty), whatever the number of rows; with their rows when those apps exist."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from insights.services.metrics import optional_model
 
     membership = optional_model("segments.SegmentMembership")
@@ -225,17 +230,43 @@ def test_profile_360_query_budget_and_segments(
         for name in ("Repeat buyers", "Mug <fans>"):
             segment = optional_model("segments.Segment").objects.create(name=name)
             membership.objects.create(segment=segment, profile=merged_person)
+    consent = optional_model("consent.ConsentRecord")
+    if consent is not None:
+        from consent.services.consent import consent_record
+
+        now = timezone.now()
+        for days_ago, purpose, status in (
+            (3, "email_marketing", "granted"),
+            (1, "email_marketing", "withdrawn"),
+            (2, "analytics", "granted"),
+        ):
+            consent_record(
+                profile=merged_person,
+                purpose=purpose,
+                channel="email",
+                status=status,
+                source="form",
+                captured_at=now - timedelta(days=days_ago),
+            )
     insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
     client.force_login(staff("Marketer"))
     url = reverse("admin:insights_profile_360", args=[merged_person.pk])
-    with django_assert_max_num_queries(11):
+    optional = [membership is not None, consent is not None, _has_loyalty()]
+    with django_assert_max_num_queries(10 + sum(optional)):
         response = client.get(url)
     content = response.content.decode()
+    sections = response.context["view"].sections
     if membership is None:
         assert "Segments are not available in this installation yet." in content
     else:
-        assert [str(m.segment) for m in response.context["view"].sections["segments"]] == [
-            "Mug <fans>",
-            "Repeat buyers",
-        ]
+        assert [str(m.segment) for m in sections["segments"]] == ["Mug <fans>", "Repeat buyers"]
         assert "Mug &lt;fans&gt; (since" in content
+    if consent is None:
+        assert "Consent is not recorded in this installation yet." in content
+    else:
+        rows = [(r.purpose.key, r.status, r.is_current) for r in sections["consent"]]
+        assert rows == [
+            ("email_marketing", "withdrawn", True),
+            ("analytics", "granted", True),
+            ("email_marketing", "granted", False),
+        ]
