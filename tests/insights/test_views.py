@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
@@ -270,3 +272,43 @@ def test_profile_360_query_budget_segments_and_consent(
             ("analytics", "granted", True),
             ("email_marketing", "granted", False),
         ]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("consent.services") is None,
+    reason="the consent app (issue 7) is not merged on this branch",
+)
+def test_consent_dashboard_opt_in_rate_from_current_state(client, staff, merged_person):
+    """Two people: ann granted then withdrew e-mail marketing, bob granted it: 50% opt-in."""
+    from datetime import timedelta
+
+    from consent.services.consent import consent_record
+    from django.utils import timezone
+
+    bob = Profile.objects.create(first_name="Bob")
+    now = timezone.now()
+    for profile, days_ago, status in (
+        (merged_person, 3, "granted"),
+        (merged_person, 1, "withdrawn"),
+        (bob, 2, "granted"),
+    ):
+        consent_record(
+            profile=profile,
+            purpose="email_marketing",
+            channel="email",
+            status=status,
+            source="form",
+            captured_at=now - timedelta(days=days_ago),
+        )
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    client.force_login(staff("Marketer"))
+    response = client.get(reverse("admin:insights_dashboard", args=["consent"]))
+    (rate, current) = [fig for _, _, fig in response.context["charts"]]
+    assert (list(rate["data"][0]["x"]), list(rate["data"][0]["y"])) == (
+        ["E-mail marketing"],
+        [50.0],
+    )
+    assert {t["name"]: list(t["y"]) for t in current["data"]} == {
+        "granted": [1.0],
+        "withdrawn": [1.0],
+    }
