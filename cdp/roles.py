@@ -39,6 +39,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("activation", "activation", ALL),
         ("activation", "*", VIEW),
         ("insights", "*", VIEW),
+        ("insights", "custominsight", ALL),
+        ("insights", "custominsightfilter", ALL),
+        ("insights", "insightrun", ("add", "view")),
     ],
     "Privacy Officer": [
         ("profiles", "profile", VIEW),

@@ -178,6 +178,14 @@ CDP_PUBLIC_BASE_URL = os.environ.get("CDP_PUBLIC_BASE_URL", "http://localhost:80
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
+# Insights: money is reported in the workspace currency; other currencies are converted by this
+# fixed table ("USD=0.92,GBP=1.17": one unit of USD is 0.92 units of CDP_CURRENCY) or, without a
+# rate, kept out of amounts and counted separately (docs/insights.md).
+CDP_CURRENCY = os.environ.get("CDP_CURRENCY", "EUR").upper()
+CDP_CURRENCY_RATES = {
+    code.strip().upper(): float(rate)
+    for code, _, rate in (item.partition("=") for item in env_list("CDP_CURRENCY_RATES", ""))
+}
 
 # The region used for phone numbers when neither the record nor its source names a country.
 CDP_DEFAULT_PHONE_REGION = os.environ.get("CDP_DEFAULT_PHONE_REGION", "")

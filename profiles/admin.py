@@ -6,6 +6,7 @@ import json
 
 from django.contrib import admin
 from django.db.models import Q
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
@@ -129,7 +130,16 @@ class ProfileIdentityInline(IdentityInline):
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
-    list_display = ("id", "first_name", "last_name", "email", "phone", "city", "country")
+    list_display = (
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "city",
+        "country",
+        "view_360",
+    )
     search_fields = ("^last_name", "^first_name", "^email")
     search_help_text = "E-mail, phone (any format), customer or user id, or the start of a name."
     show_full_result_count = False
@@ -151,6 +161,13 @@ class ProfileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="360")
+    def view_360(self, obj: Profile) -> str:
+        """The profile 360 page (insights app): reachable from every search result."""
+        return format_html(
+            '<a href="{}">360 view</a>', reverse("admin:insights_profile_360", args=[obj.pk])
+        )
 
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
