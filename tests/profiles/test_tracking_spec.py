@@ -175,6 +175,38 @@ def test_clock_skew_rule():
     assert event_time({}, received) == received
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("timestamp", 12345, "timestamp 12345 is not an ISO-8601 string"),
+        ("timestamp", "2024-13-45T10:00:00Z", "timestamp '2024-13-45T10:00:00Z' is not ISO-8601"),
+        ("originalTimestamp", "yesterday", "originalTimestamp 'yesterday' is not ISO-8601"),
+        ("sentAt", "soon", "sentAt 'soon' is not ISO-8601"),
+    ],
+)
+def test_a_bad_time_rejects_its_message_not_the_request(client, api_source, field, value, error):
+    bad = track(2, **{"timestamp": None, field: value})
+
+    response = post(client, "/v1/batch", {"batch": [track(1), bad]}, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_message"
+    assert response.json()["rejected"] == [{"index": 1, "message": error}]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["m-1"]
+    assert RawRecord.objects.get(status="rejected").error == error
+
+
+def test_a_skew_correction_out_of_range_rejects_the_message(client, api_source):
+    bad = track(
+        1, timestamp=None, originalTimestamp="9999-12-31T00:00:00Z", sentAt="0001-01-02T00:00:00Z"
+    )
+
+    response = post(client, "/v1/track", bad, api_source.write_key)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_message")
+    assert Event.objects.count() == 0
+
+
 STITCH_MESSAGES = [
     {"type": "track", "messageId": "t1", "anonymousId": "a-1", "event": "Viewed",
      "timestamp": "2024-05-01T10:00:00Z"},
