@@ -339,3 +339,33 @@ def test_concurrent_batches_for_the_same_new_user_all_succeed_and_store_each_eve
     assert SourceRecord.objects.filter(external_key="user:u-race").count() == 1
     assert Profile.objects.count() == 1
     assert Identity.objects.filter(type="anonymous_id").count() == 8
+
+
+def people_messages(first: int, count: int) -> list[dict]:
+    """identify + track + alias for each of ``count`` new users."""
+    messages = []
+    for n in range(first, first + count):
+        user = f"u-{n}"
+        messages += [
+            {"type": "identify", "messageId": f"i-{n}", "userId": user, "anonymousId": f"a-{n}",
+             "traits": {"email": f"{user}@example.de", "firstName": "Ann"}},
+            {"type": "track", "messageId": f"t-{n}", "userId": user, "event": "Viewed",
+             "properties": {"n": n}},
+            {"type": "alias", "messageId": f"al-{n}", "userId": user, "previousId": f"p-{n}"},
+        ]  # fmt: skip
+    return messages
+
+
+def test_a_batch_takes_the_same_number_of_queries_for_5_or_50_people(
+    make_source, django_assert_max_num_queries
+):
+    source = make_source(kind="api")
+    with django_assert_max_num_queries(40) as small:
+        tracking_messages_ingest(source=source, messages=people_messages(0, 5))
+
+    with django_assert_max_num_queries(len(small.captured_queries) + 2):
+        result = tracking_messages_ingest(source=source, messages=people_messages(100, 50))
+
+    assert result["accepted"] == 150
+    assert Event.objects.count() == 165
+    assert Profile.objects.count() == 55
