@@ -211,10 +211,16 @@ def test_browser_upload_map_start_and_watch_the_progress_bar(live_server, make_s
         )
         page.click("input[type=submit]")
         expect(page.locator("#preview-table")).to_contain_text("is not a number")
+        # htmx binds its triggers once the page has loaded (its script is deferred): a change
+        # made before that would send nothing (seen on a loaded machine).
+        page.wait_for_load_state("load")
+        page.wait_for_function("() => window.htmx !== undefined")
         # Changing the number format swaps in a new preview through htmx, no page load.
         row = page.locator("tr[data-column='Umsatz']")
         row.locator("select[name$='-number_locale']").select_option("de")
-        expect(page.locator("#preview-table")).to_contain_text("total_spent = 1234.5")
+        expect(page.locator("#preview-table")).to_contain_text(
+            "total_spent = 1234.5", timeout=10_000
+        )
         page.click("input[name=start]")
         expect(page.locator("#import-status")).to_have_text("Queued")
         run = ImportRun.objects.get()
