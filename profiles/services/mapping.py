@@ -369,7 +369,8 @@ def map_row(
     attributes: dict[str, object] = {}
     traits: dict[str, object] = {}
     identity_values: list[tuple[str, str, str]] = []  # (type, raw, column)
-    key_value: tuple[str, str, str] | None = None  # (identifier type or "", raw, column)
+    key_values: list[tuple[str, str, str]] = []  # (identifier type or "", raw, column)
+    key_columns = sum(1 for spec in specs if spec.is_key)
     date_orders = date_orders or {}
 
     for spec in specs:
@@ -409,8 +410,8 @@ def map_row(
             raise RowError(f"{spec.column}: {exc}", _reason(attr_type, str(exc))) from None
         if identifier and value is not None:
             identity_values.append((identifier, str(value), spec.column))
-        if spec.is_key:
-            key_value = (identifier, str(value), spec.column)
+        if spec.is_key and value is not None:
+            key_values.append((identifier, str(value), spec.column))
 
     region = str(attributes.get("country") or region or settings.CDP_DEFAULT_PHONE_REGION)
     identities: list[MappedIdentity] = []
@@ -432,10 +433,11 @@ def map_row(
                 # 2.02555E+09 lost its last digits in a spreadsheet: never a phone number.
                 attributes.pop("phone", None)
 
+    # Key columns, in mapping order; several form one key, and only when all have a value.
+    parts = [(keys[(t, raw)].key or "") if t else raw for t, raw, _column in key_values]
     external_key = ""
-    if key_value is not None:
-        id_type, raw, _column = key_value
-        external_key = (keys[(id_type, raw)].key or "") if id_type else raw
+    if parts and len(parts) == key_columns and all(parts):
+        external_key = parts[0] if len(parts) == 1 else "|".join(_key_part(p) for p in parts)
     if not external_key:
         for id_type in KEY_FALLBACK_ORDER:
             found = next((i.key for i in identities if i.type == id_type and i.key), None)
@@ -445,6 +447,12 @@ def map_row(
     if not external_key:
         external_key = "row:" + stable_hash(row)
     return MappedRecord(external_key, attributes, traits, identities)
+
+
+def _key_part(value: str) -> str:
+    """One part of a composite key, with | and \\ escaped so that different parts never join
+    to the same key."""
+    return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def date_columns(specs: list[FieldSpec]) -> list[str]:

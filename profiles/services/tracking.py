@@ -92,19 +92,19 @@ class _RecordUpdate:
             target[name] = (when, value)
 
 
-def parse_timestamp(value: object) -> datetime | None:
+def parse_timestamp(value: object, name: str = "timestamp") -> datetime | None:
     """ISO-8601 with any offset and precision -> aware datetime in UTC; None when absent."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise MessageError(f"timestamp {value!r} is not an ISO-8601 string")
+        raise MessageError(f"{name} {value!r} is not an ISO-8601 string")
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
     # Python reads at most 6 fractional digits: trim nanoseconds and beyond.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise MessageError(f"timestamp {value!r} is not ISO-8601") from None
+        raise MessageError(f"{name} {value!r} is not ISO-8601") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -151,6 +151,14 @@ def message_prepare(message: object, batch: dict) -> dict:
     for name in ("traits", "properties", "context"):
         if name in message and not isinstance(message[name], dict):
             raise MessageError(f"{name} must be an object")
+    # Times are checked here, so a bad one rejects its message (400 invalid_message, kept as a
+    # rejected raw record) instead of failing the apply of the whole request.
+    for name in ("timestamp", "originalTimestamp", "sentAt"):
+        parse_timestamp(message.get(name), name)
+    try:
+        event_time(message, timezone.now())
+    except OverflowError:
+        raise MessageError("originalTimestamp corrected by sentAt is out of range") from None
     if not message.get("messageId"):
         message["messageId"] = "hash-" + stable_hash(message)
     return message
@@ -195,7 +203,7 @@ def tracking_messages_ingest(
 
     valid = {}
     for _index, message, _error in prepared:
-        if message is not None and str(message["messageId"]) not in valid:
+        if message is not None and str(message["messageId"])[:200] not in valid:
             valid[str(message["messageId"])[:200]] = message
     rejected = [(messages[i], e) for i, m, e in prepared if m is None]
     raws = _raw_messages_store(source, rejected, valid, received_at)

@@ -211,10 +211,16 @@ def test_browser_upload_map_start_and_watch_the_progress_bar(live_server, make_s
         )
         page.click("input[type=submit]")
         expect(page.locator("#preview-table")).to_contain_text("is not a number")
+        # htmx binds its triggers once the page has loaded (its script is deferred): a change
+        # made before that would send nothing (seen on a loaded machine).
+        page.wait_for_load_state("load")
+        page.wait_for_function("() => window.htmx !== undefined")
         # Changing the number format swaps in a new preview through htmx, no page load.
         row = page.locator("tr[data-column='Umsatz']")
         row.locator("select[name$='-number_locale']").select_option("de")
-        expect(page.locator("#preview-table")).to_contain_text("total_spent = 1234.5")
+        expect(page.locator("#preview-table")).to_contain_text(
+            "total_spent = 1234.5", timeout=10_000
+        )
         page.click("input[name=start]")
         expect(page.locator("#import-status")).to_have_text("Queued")
         run = ImportRun.objects.get()
@@ -225,3 +231,76 @@ def test_browser_upload_map_start_and_watch_the_progress_bar(live_server, make_s
         assert page.locator("#rejected-csv").is_visible()
         browser.close()
     assert Profile.objects.get().attributes["total_spent"] == 1234.5
+
+
+def test_progress_bar_advances_batch_by_batch_while_the_run_runs(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks, monkeypatch
+):
+    from profiles.services import imports
+
+    source = make_source(name="crm")
+    content = "email\n" + "".join(f"u{i}@example.de\n" for i in range(5))
+    upload(admin_client, source, content)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, mapping_post(run, {"email": {"target": "email"}}, start="1"))
+    progress_url = reverse("admin:profiles_importrun_progress", args=[run.pk])
+    seen = []
+    original = imports._import_batch
+
+    def batch_then_poll(state, batch):
+        original(state, batch)
+        # What the htmx poll shows between two batches of the running import.
+        seen.append(admin_client.get(progress_url).content.decode())
+
+    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    monkeypatch.setattr(imports, "_import_batch", batch_then_poll)
+    import_run_execute(run=run)
+
+    assert len(seen) == 3
+    assert all('hx-trigger="every 1s"' in html and "Running" in html for html in seen)
+    assert ['aria-valuenow="40"' in seen[0], 'aria-valuenow="80"' in seen[1]] == [True, True]
+    assert "2 of 5 rows (40%)" in seen[0] and "4 of 5 rows (80%)" in seen[1]
+    assert "5 of 5 rows (100%)" in seen[2]
+    final = admin_client.get(progress_url).content.decode()
+    assert 'hx-trigger="every 1s"' not in final and "Succeeded" in final
+
+
+def test_data_engineer_maps_a_custom_trait_transform_and_identity_type(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        **MAPPING,
+        "Kundennummer": {"target": "__trait__", "trait": "Kunden Nr", "is_key": "on",
+                         "identifier_type": "customer_id", "number_locale": "en"},
+        "Vorname": {"target": "last_name", "transform": "upper", "number_locale": "en"},
+        "Geburtsdatum": {"target": "__skip__", "number_locale": "en"},
+    }  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, mapping_post(run, mapping, start="1"))
+    import_run_execute(run=run)
+
+    saved = {
+        m.source_field: (m.target, m.transform, m.identifier_type, m.is_key)
+        for m in source.mappings.all()
+    }
+    assert saved == {
+        "Kundennummer": ("trait:kunden_nr", "", "customer_id", True),
+        "E-Mail-Adresse": ("email", "", "", False),
+        "Vorname": ("last_name", "upper", "", False),
+        "Umsatz": ("total_spent", "", "", False),
+    }
+    profile = Profile.objects.get()
+    assert profile.last_name == "<B>ANN</B>"
+    assert "birth_date" not in profile.attributes
+    record = profile.source_records.get()
+    assert (record.external_key, record.traits) == ("00042", {"kunden_nr": "00042"})
+    assert list(profile.identities.filter(type="customer_id").values_list("key", flat=True)) == [
+        "00042"
+    ]

@@ -265,6 +265,38 @@ def test_overlapping_export_updates_in_place_by_key_and_counts_unchanged(make_so
     assert SourceRecord.objects.get(external_key="K1").attributes["city"] == "Köln"
 
 
+def test_chosen_key_columns_together_are_the_key_for_updates_in_place(make_source, import_csv):
+    # Customer numbers are unique per store only: store + number is the key.
+    source = make_source()
+    mapping_save(
+        source=source,
+        specs=[
+            FieldSpec("store", "trait:store", is_key=True),
+            FieldSpec("number", "trait:number", is_key=True),
+            FieldSpec("email", "email"),
+            FieldSpec("city", "city"),
+        ],
+    )
+    content = "store,number,email,city\nS1,007,a@x.de,Bonn\nS2,007,b@x.de,Ulm\na|b,c,c@x.de,\n"
+    first = import_csv(source, content)
+
+    again = import_csv(
+        source,
+        "store,number,email,city\nS2,007,b@x.de,Ulm\nS1,007,a@x.de,Köln\na,b|c,d@x.de,\n"
+        "S3,,e@x.de,\n",
+    )
+
+    assert (first.created_count, first.rejected_count) == (3, 0)
+    assert (again.created_count, again.updated_count, again.unchanged_count) == (2, 1, 1)
+    cities = dict(SourceRecord.objects.values_list("external_key", "attributes__city"))
+    assert cities["S1|007"] == "Köln"
+    assert cities["S2|007"] == "Ulm"
+    # A | inside a value is escaped: ("a|b", "c") and ("a", "b|c") are two customers.
+    assert {"a\\|b|c", "a|b\\|c"} <= set(cities)
+    # A row missing a part of the key falls back to its e-mail.
+    assert "email:e@x.de" in cities
+
+
 def test_rejected_rows_are_reported_by_reason_and_download_as_csv(make_source, import_csv):
     content = (
         "email,total_spent,country,first_name\n"

@@ -175,6 +175,38 @@ def test_clock_skew_rule():
     assert event_time({}, received) == received
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("timestamp", 12345, "timestamp 12345 is not an ISO-8601 string"),
+        ("timestamp", "2024-13-45T10:00:00Z", "timestamp '2024-13-45T10:00:00Z' is not ISO-8601"),
+        ("originalTimestamp", "yesterday", "originalTimestamp 'yesterday' is not ISO-8601"),
+        ("sentAt", "soon", "sentAt 'soon' is not ISO-8601"),
+    ],
+)
+def test_a_bad_time_rejects_its_message_not_the_request(client, api_source, field, value, error):
+    bad = track(2, **{"timestamp": None, field: value})
+
+    response = post(client, "/v1/batch", {"batch": [track(1), bad]}, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_message"
+    assert response.json()["rejected"] == [{"index": 1, "message": error}]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["m-1"]
+    assert RawRecord.objects.get(status="rejected").error == error
+
+
+def test_a_skew_correction_out_of_range_rejects_the_message(client, api_source):
+    bad = track(
+        1, timestamp=None, originalTimestamp="9999-12-31T00:00:00Z", sentAt="0001-01-02T00:00:00Z"
+    )
+
+    response = post(client, "/v1/track", bad, api_source.write_key)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_message")
+    assert Event.objects.count() == 0
+
+
 STITCH_MESSAGES = [
     {"type": "track", "messageId": "t1", "anonymousId": "a-1", "event": "Viewed",
      "timestamp": "2024-05-01T10:00:00Z"},
@@ -307,3 +339,33 @@ def test_concurrent_batches_for_the_same_new_user_all_succeed_and_store_each_eve
     assert SourceRecord.objects.filter(external_key="user:u-race").count() == 1
     assert Profile.objects.count() == 1
     assert Identity.objects.filter(type="anonymous_id").count() == 8
+
+
+def people_messages(first: int, count: int) -> list[dict]:
+    """identify + track + alias for each of ``count`` new users."""
+    messages = []
+    for n in range(first, first + count):
+        user = f"u-{n}"
+        messages += [
+            {"type": "identify", "messageId": f"i-{n}", "userId": user, "anonymousId": f"a-{n}",
+             "traits": {"email": f"{user}@example.de", "firstName": "Ann"}},
+            {"type": "track", "messageId": f"t-{n}", "userId": user, "event": "Viewed",
+             "properties": {"n": n}},
+            {"type": "alias", "messageId": f"al-{n}", "userId": user, "previousId": f"p-{n}"},
+        ]  # fmt: skip
+    return messages
+
+
+def test_a_batch_takes_the_same_number_of_queries_for_5_or_50_people(
+    make_source, django_assert_max_num_queries
+):
+    source = make_source(kind="api")
+    with django_assert_max_num_queries(40) as small:
+        tracking_messages_ingest(source=source, messages=people_messages(0, 5))
+
+    with django_assert_max_num_queries(len(small.captured_queries) + 2):
+        result = tracking_messages_ingest(source=source, messages=people_messages(100, 50))
+
+    assert result["accepted"] == 150
+    assert Event.objects.count() == 165
+    assert Profile.objects.count() == 55
