@@ -327,3 +327,6 @@ class MergeLog(models.Model):
 
     def __str__(self) -> str:
         return f"Merge into #{self.survivor_id}: {self.merged_ids}"
+
+
+from profiles.loyalty_models import *  # noqa: E402, F401, F403
