@@ -326,3 +326,6 @@ class ProfileRedirectAdmin(admin.ModelAdmin):
     list_display = ("old_id", "profile", "created_at")
     search_fields = ("=old_id",)
     raw_id_fields = ("profile",)
+
+
+from profiles import loyalty_admin  # noqa: E402, F401 (registers the loyalty admin)

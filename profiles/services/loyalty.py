@@ -28,6 +28,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from cdp.jobs import job_enqueue
+from cdp.models import AuditEvent
 from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
 from profiles.models import (
     DataSource,
@@ -36,6 +38,7 @@ from profiles.models import (
     LoyaltyActivity,
     LoyaltyCurrency,
     LoyaltyEarningRule,
+    LoyaltyJobRun,
     LoyaltyLedgerEntry,
     LoyaltyMember,
     LoyaltyProgram,
@@ -144,7 +147,7 @@ class TierSpec:
         if self.min_points is not None:
             parts.append(f"{self.min_points} qualifying points")
         if self.min_spend is not None:
-            parts.append(f"{self.min_spend} spend")
+            parts.append(f"{self.min_spend:.2f} spend")
         return " or ".join(parts) or "enrolment"
 
 
@@ -178,7 +181,9 @@ def tier_decide(
         if tier.reached(points, spend):
             target = tier
     period_end = add_months(at, period_months)
-    evidence = f"{points} qualifying points and {spend} spend in the last {period_months} months"
+    evidence = (
+        f"{points} qualifying points and {spend:.2f} spend in the last {period_months} months"
+    )
     current = by_id.get(current_id) if current_id else None
     if current is None:
         return TierDecision(target.id, period_end, f"enrolled in {target.name}: {evidence}")
@@ -249,12 +254,11 @@ def _open_lots(account_ids: list[int], at: datetime):
 def _lots_by_account(account_ids: list[int], at: datetime) -> dict[int, list[list[int]]]:
     """Open lots per account as mutable ``[lot id, remaining]`` in FIFO order (locked)."""
     lots: dict[int, list[list[int]]] = defaultdict(list)
+    # Locks the lots only (SQLite ignores FOR UPDATE: it serialises writers).
     rows = (
         _open_lots(account_ids, at)
         .select_for_update(of=("self",))
         .values_list("account", "id", "remaining")
-        if transaction.get_connection().features.has_select_for_update_of
-        else _open_lots(account_ids, at).values_list("account", "id", "remaining")
     )
     for account, lot_id, remaining in rows:
         lots[account].append([lot_id, remaining])
@@ -343,36 +347,28 @@ def _new_member_number(program: LoyaltyProgram) -> str:
     raise LoyaltyError("Could not generate a free member number.")
 
 
-@transaction.atomic
-def loyalty_member_enrol(
-    *,
-    program: LoyaltyProgram,
-    profile: Profile,
-    member_number: str = "",
-    at: datetime | None = None,
-    actor=None,
-) -> LoyaltyMember:
-    """Enrol a profile; the member number becomes a ``member_number`` identity of the profile.
+def loyalty_enrolment_validate(
+    *, program: LoyaltyProgram, profile: Profile, member_number: str = ""
+) -> str:
+    """Check an enrolment can happen; return the member number's key (generated when blank).
 
     Raises LoyaltyError when the profile is already a member or the number belongs to someone
     else (a number is never silently moved between people).
     """
-    at = _now(at)
     if not program.is_active:
         raise LoyaltyError(f"The program {program.name} is not active.")
     if LoyaltyMember.objects.filter(
         program=program, profile=profile, status=LoyaltyMember.Status.ACTIVE
     ).exists():
         raise LoyaltyError(f"Profile #{profile.pk} is already a member of {program.name}.")
-    if member_number:
-        try:
-            key = identifier_key(IdentifierTypes.MEMBER_NUMBER, member_number).key
-        except InvalidValue as exc:
-            raise LoyaltyError(str(exc)) from None
-        if not key:
-            raise LoyaltyError("The member number is empty or a placeholder.")
-    else:
-        key = _new_member_number(program)
+    if not member_number:
+        return _new_member_number(program)
+    try:
+        key = identifier_key(IdentifierTypes.MEMBER_NUMBER, member_number).key
+    except InvalidValue as exc:
+        raise LoyaltyError(str(exc)) from None
+    if not key:
+        raise LoyaltyError("The member number is empty or a placeholder.")
     if LoyaltyMember.objects.filter(program=program, member_number=key).exists():
         raise LoyaltyError(f"The member number {key} is taken in {program.name}.")
     holder = (
@@ -384,6 +380,24 @@ def loyalty_member_enrol(
     )
     if holder:
         raise LoyaltyError(f"The member number {key} belongs to profile #{holder}.")
+    return key
+
+
+@transaction.atomic
+def loyalty_member_enrol(
+    *,
+    program: LoyaltyProgram,
+    profile: Profile,
+    member_number: str = "",
+    at: datetime | None = None,
+    actor=None,
+) -> LoyaltyMember:
+    """Enrol a profile; the member number becomes a ``member_number`` identity of the profile.
+
+    Raises LoyaltyError for what ``loyalty_enrolment_validate`` refuses.
+    """
+    at = _now(at)
+    key = loyalty_enrolment_validate(program=program, profile=profile, member_number=member_number)
     member = LoyaltyMember.objects.create(
         program=program,
         profile=profile,
@@ -477,6 +491,7 @@ def loyalty_points_adjust_bulk(
     currency: str = POINTS,
     at: datetime | None = None,
     actor=None,
+    idempotency_key: str = "",
 ) -> tuple[list[LoyaltyLedgerEntry], list[tuple[int, str]]]:
     """Adjust many members at once (the admin action). Returns (entries, [(member id, why)]).
 
@@ -491,6 +506,12 @@ def loyalty_points_adjust_bulk(
         raise LoyaltyError("Adjust by a non-zero number of points.")
     if currency not in LoyaltyCurrency.values:
         raise LoyaltyError(f"Unknown currency {currency!r}.")
+    target = f"loyalty_adjustment:{idempotency_key or at.isoformat()}"
+    if (
+        idempotency_key
+        and AuditEvent.objects.filter(action="loyalty.points.adjust", target=target).exists()
+    ):
+        raise LoyaltyError("This adjustment was already applied (submitted twice).")
     members = list(
         LoyaltyMember.objects.select_for_update()
         .select_related("program")
@@ -578,7 +599,7 @@ def loyalty_points_adjust_bulk(
     audit_record(
         actor=actor,
         action="loyalty.points.adjust",
-        target=f"loyalty_adjustment:{at.isoformat()}",
+        target=target,
         details={
             "member_ids": done,
             "skipped_member_ids": [s[0] for s in skipped],
@@ -680,9 +701,8 @@ def loyalty_points_expire(
         if account_ids is not None:
             lots = lots.filter(_account_q(account_ids))
         touched: set[int] = set()
-        if transaction.get_connection().features.has_select_for_update_of:
-            # Re-read ``remaining`` under the row lock a concurrent redemption may hold.
-            lots = lots.select_for_update(of=("self",))
+        # Re-read ``remaining`` under the row lock a concurrent redemption may hold.
+        lots = lots.select_for_update(of=("self",))
         while True:
             rows = list(
                 lots.annotate(account=_account_expr())
@@ -787,7 +807,7 @@ def _program_earn(program, event_ids, at, evaluate_tiers) -> dict[str, int]:
                 break
             last_id = chunk[-1]["id"]
             chunk.sort(key=lambda e: (e["timestamp"], e["id"]))
-            touched |= _chunk_earn(program, rules, chunk, counts)
+            touched |= _chunk_earn(program, rules, chunk, counts, _now(at))
     if touched:
         balances_refresh(account_ids=touched)
         if evaluate_tiers:
@@ -796,7 +816,7 @@ def _program_earn(program, event_ids, at, evaluate_tiers) -> dict[str, int]:
     return counts
 
 
-def _chunk_earn(program, rules, chunk: list[dict], counts) -> set[int]:
+def _chunk_earn(program, rules, chunk: list[dict], counts, at: datetime) -> set[int]:
     profile_ids = {e["profile_id"] for e in chunk}
     member_of = dict(
         LoyaltyMember.objects.filter(
@@ -911,13 +931,13 @@ def _chunk_earn(program, rules, chunk: list[dict], counts) -> set[int]:
             counts["points_earned" if rule.currency == POINTS else "qualifying_earned"] += points
     LoyaltyLedgerEntry.objects.bulk_create(credits, batch_size=1000)
     if refunds:
-        _refunds_apply(program, refunds, activities, counts)
+        _refunds_apply(refunds, activities, counts, at)
     LoyaltyActivity.objects.bulk_create(activities, batch_size=1000)
     counts["events"] += len(activities)
     return accounts & {a.member_id for a in activities}
 
 
-def _refunds_apply(program, refunds, activities, counts) -> None:
+def _refunds_apply(refunds, activities, counts, at: datetime) -> None:
     """Reverse the earnings of refunded orders, in proportion to the refunded total."""
     by_event = {a.event_id: a for a in activities}
     accounts = sorted({r[0] for r in refunds})
@@ -949,7 +969,7 @@ def _refunds_apply(program, refunds, activities, counts) -> None:
         .values("id", "account", "order_id", "kind", "rule_id", "currency", "points", "lot_id")
     ):
         earns[(row["account"], row["order_id"])].append(row)
-    lots = _lots_by_account(accounts, timezone.now())
+    lots = _lots_by_account(accounts, at)
     lot_index = {lot[0]: lot for account_lots in lots.values() for lot in account_lots}
     reversals: list[LoyaltyLedgerEntry] = []
     taken: dict[int, int] = {}
@@ -1139,7 +1159,7 @@ def loyalty_profiles_merged(*, survivor_id: int, other_ids: list[int]) -> dict[s
     survivor's member gets the best tier of the group and a balance over all of them.
     """
     members = list(
-        LoyaltyMember.objects.select_for_update()
+        LoyaltyMember.objects.select_for_update(of=("self",))
         .select_related("program", "tier")
         .filter(profile_id__in=[survivor_id, *other_ids], status=LoyaltyMember.Status.ACTIVE)
         .order_by("enrolled_at", "pk")
@@ -1347,3 +1367,68 @@ def loyalty_profile_erase(*, profile_id: int, actor=None) -> dict[str, int]:
         actor=actor, action="loyalty.profile.erase", target=f"profile:{profile_id}", details=counts
     )
     return counts
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def loyalty_job_enqueue(
+    *, kind: str, program: LoyaltyProgram | None = None, sync: bool = False
+) -> LoyaltyJobRun:
+    """Create the run row of a loyalty job and run it in a worker (or inline with ``sync``)."""
+    run = LoyaltyJobRun.objects.create(kind=kind, program=program)
+    job_enqueue("profiles.loyalty_tasks.loyalty_job_execute", run.pk, sync=sync)
+    if sync:
+        run.refresh_from_db()
+    return run
+
+
+def loyalty_job_execute(*, run: LoyaltyJobRun, at: datetime | None = None) -> LoyaltyJobRun:
+    """Run a job for its program (or every active program) and record counts on its row."""
+    started = timezone.now()
+    updated = LoyaltyJobRun.objects.filter(pk=run.pk, status=LoyaltyJobRun.Status.QUEUED).update(
+        status=LoyaltyJobRun.Status.RUNNING, started_at=started
+    )
+    if not updated:
+        run.refresh_from_db()
+        return run  # already picked up by another worker
+    programs = (
+        [run.program]
+        if run.program_id
+        else list(LoyaltyProgram.objects.filter(is_active=True).order_by("pk"))
+    )
+    totals: dict[str, int] = defaultdict(int)
+    try:
+        for program in programs:
+            if run.kind == LoyaltyJobRun.Kind.EARN:
+                counts = loyalty_events_earn(program=program, at=at)
+            elif run.kind == LoyaltyJobRun.Kind.EXPIRE:
+                counts = loyalty_points_expire(program=program, at=at)
+            else:
+                counts = loyalty_tiers_evaluate(program=program, at=at)
+            for key, value in counts.items():
+                totals[key] += value
+    except Exception as exc:
+        LoyaltyJobRun.objects.filter(pk=run.pk).update(
+            status=LoyaltyJobRun.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            counts=dict(totals),
+            finished_at=timezone.now(),
+        )
+        raise
+    LoyaltyJobRun.objects.filter(pk=run.pk).update(
+        status=LoyaltyJobRun.Status.SUCCEEDED, counts=dict(totals), finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def loyalty_events_ingested(*, event_ids: list[int]) -> None:
+    """The hook for the tracking pipeline: earn for just-ingested events after commit.
+
+    Cheap when no program exists (one query). Queued, so an ingest never waits for loyalty
+    and a loyalty failure never rolls back an ingest; the scheduled earning job catches up
+    on anything this misses.
+    """
+    if event_ids and LoyaltyProgram.objects.filter(is_active=True).exists():
+        job_enqueue("profiles.loyalty_tasks.loyalty_events_earn", list(event_ids))
