@@ -12,3 +12,9 @@ def loyalty_job_execute(run_id: int) -> str:
 def loyalty_events_earn(event_ids: list[int]) -> dict:
     """Earn for events an ingest just stored (see ``loyalty_events_ingested``)."""
     return loyalty.loyalty_events_earn(event_ids=event_ids)
+
+
+def loyalty_scheduled(kind: str) -> str:
+    """A scheduled run (see ``manage.py loyalty_schedule``): a run row for all programs."""
+    run = LoyaltyJobRun.objects.create(kind=kind)
+    return loyalty.loyalty_job_execute(run=run).status
