@@ -28,9 +28,11 @@ def loyalty_members_queryset() -> QuerySet[LoyaltyMember]:
 def loyalty_member_ledger(*, member: LoyaltyMember) -> QuerySet[LoyaltyLedgerEntry]:
     """Every entry counting toward this member's balance (its own and those merged into it)."""
     account_id = member.merged_into_id or member.pk
-    in_account = Q(member_id=account_id) | Q(member__merged_into_id=account_id)
+    absorbed = list(
+        LoyaltyMember.objects.filter(merged_into_id=account_id).values_list("pk", flat=True)
+    )
     return (
-        LoyaltyLedgerEntry.objects.filter(in_account)
+        LoyaltyLedgerEntry.objects.filter(member_id__in=[account_id, *absorbed])
         .select_related("member", "rule", "created_by", "counterpart")
         .order_by("-occurred_at", "-id")
     )

@@ -208,13 +208,43 @@ def tier_decide(
 # --- accounts and balances ---------------------------------------------------------------------
 
 
-def _account_q(account_ids: Iterable[int], prefix: str = "member__") -> Q:
-    ids = list(account_ids)
-    return Q(**{f"{prefix}id__in": ids}) | Q(**{f"{prefix}merged_into_id__in": ids})
+def _groups(account_ids: Iterable[int]) -> dict[int, int]:
+    """Member id -> account id, for these accounts and every member merged into them.
+
+    One indexed query; callers then filter on ``member_id IN (...)`` (the ledger's and the
+    activities' leading index column) and fold rows into accounts in Python.
+    """
+    ids = list(dict.fromkeys(account_ids))
+    group = {pk: pk for pk in ids}
+    for start in range(0, len(ids), 5000):
+        group.update(
+            LoyaltyMember.objects.filter(merged_into_id__in=ids[start : start + 5000]).values_list(
+                "id", "merged_into_id"
+            )
+        )
+    return group
 
 
-def _account_expr(prefix: str = "member__"):
-    return Coalesce(f"{prefix}merged_into_id", f"{prefix}id")
+def _sums(queryset, group: dict[int, int], field: str) -> dict[int, int | Decimal]:
+    """SUM(field) per account of the rows of ``queryset`` belonging to the group, in SQL."""
+    totals: dict[int, int | Decimal] = defaultdict(int)
+    rows = (
+        queryset.filter(member_id__in=list(group))
+        .values("member_id")
+        .annotate(total=Sum(field))
+        .values_list("member_id", "total")
+    )
+    for member_id, total in rows:
+        totals[group[member_id]] += total or 0
+    return totals
+
+
+def _rows(queryset, group: dict[int, int], *fields: str) -> list[dict]:
+    """Rows of ``queryset`` belonging to the group, each with its ``account``."""
+    rows = list(queryset.filter(member_id__in=list(group)).values("member_id", *fields))
+    for row in rows:
+        row["account"] = group[row["member_id"]]
+    return rows
 
 
 def balances_refresh(*, account_ids: Iterable[int]) -> None:
@@ -222,13 +252,7 @@ def balances_refresh(*, account_ids: Iterable[int]) -> None:
     ids = list(dict.fromkeys(account_ids))
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        sums = dict(
-            LoyaltyLedgerEntry.objects.filter(_account_q(chunk), currency=POINTS)
-            .annotate(account=_account_expr())
-            .values("account")
-            .annotate(total=Sum("points"))
-            .values_list("account", "total")
-        )
+        sums = _sums(LoyaltyLedgerEntry.objects.filter(currency=POINTS), _groups(chunk), "points")
         members = [LoyaltyMember(pk=pk, points_balance=sums.get(pk) or 0) for pk in chunk]
         LoyaltyMember.objects.bulk_update(members, ["points_balance"], batch_size=500)
 
@@ -242,26 +266,22 @@ def _account_lock(member: LoyaltyMember) -> LoyaltyMember:
     return account
 
 
-def _open_lots(account_ids: list[int], at: datetime):
-    return (
-        LoyaltyLedgerEntry.objects.filter(_account_q(account_ids), currency=POINTS, remaining__gt=0)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
-        .annotate(account=_account_expr())
-        .order_by(F("expires_at").asc(nulls_last=True), "occurred_at", "id")
-    )
-
-
 def _lots_by_account(account_ids: list[int], at: datetime) -> dict[int, list[list[int]]]:
     """Open lots per account as mutable ``[lot id, remaining]`` in FIFO order (locked)."""
+    group = _groups(account_ids)
     lots: dict[int, list[list[int]]] = defaultdict(list)
     # Locks the lots only (SQLite ignores FOR UPDATE: it serialises writers).
     rows = (
-        _open_lots(account_ids, at)
-        .select_for_update(of=("self",))
-        .values_list("account", "id", "remaining")
+        LoyaltyLedgerEntry.objects.filter(
+            member_id__in=list(group), currency=POINTS, remaining__gt=0
+        )
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+        .order_by(F("expires_at").asc(nulls_last=True), "occurred_at", "id")
+        .select_for_update()
+        .values_list("member_id", "id", "remaining")
     )
-    for account, lot_id, remaining in rows:
-        lots[account].append([lot_id, remaining])
+    for member_id, lot_id, remaining in rows:
+        lots[group[member_id]].append([lot_id, remaining])
     return lots
 
 
@@ -337,14 +357,31 @@ def _loyalty_source() -> DataSource:
     return source
 
 
-def _new_member_number(program: LoyaltyProgram) -> str:
+def _member_number_candidate(program: LoyaltyProgram) -> str:
+    digits = f"{secrets.randbelow(10**9):09d}"
+    checksum = sum(int(d) * (2 if i % 2 else 1) % 9 for i, d in enumerate(digits)) % 10
+    return f"{program.member_number_prefix.upper()}{digits}{checksum}"
+
+
+def _new_member_numbers(program: LoyaltyProgram, count: int) -> list[str]:
+    """``count`` unused random member numbers (prefix, 9 digits, a check digit)."""
+    numbers: set[str] = set()
     for _attempt in range(20):
-        digits = f"{secrets.randbelow(10**9):09d}"
-        checksum = sum(int(d) * (2 if i % 2 else 1) % 9 for i, d in enumerate(digits)) % 10
-        number = f"{program.member_number_prefix.upper()}{digits}{checksum}"
-        if not LoyaltyMember.objects.filter(program=program, member_number=number).exists():
-            return number
-    raise LoyaltyError("Could not generate a free member number.")
+        if len(numbers) >= count:
+            return list(numbers)[:count]
+        candidates = {_member_number_candidate(program) for _ in range(count - len(numbers))}
+        candidates -= numbers
+        taken = set(
+            LoyaltyMember.objects.filter(
+                program=program, member_number__in=list(candidates)
+            ).values_list("member_number", flat=True)
+        )
+        numbers |= candidates - taken
+    raise LoyaltyError("Could not generate free member numbers.")
+
+
+def _new_member_number(program: LoyaltyProgram) -> str:
+    return _new_member_numbers(program, 1)[0]
 
 
 def loyalty_enrolment_validate(
@@ -425,6 +462,136 @@ def loyalty_member_enrol(
     )
     member.refresh_from_db()
     return member
+
+
+@transaction.atomic
+def loyalty_members_enrol_bulk(
+    *,
+    program: LoyaltyProgram,
+    profile_ids: list[int],
+    member_numbers: dict[int, str] | None = None,
+    at: datetime | None = None,
+    actor=None,
+) -> dict[str, int]:
+    """Enrol many profiles at once (migrating a program, enrolling a segment), set-based.
+
+    Profiles already members are skipped; a given number that is taken or belongs to another
+    profile skips that profile (counted), never moves the number. Numbers not given are
+    generated. One audit row with the counts.
+    """
+    at = _now(at)
+    member_numbers = member_numbers or {}
+    if not program.is_active:
+        raise LoyaltyError(f"The program {program.name} is not active.")
+    ids = list(dict.fromkeys(profile_ids))
+    counts = {"enrolled": 0, "already_members": 0, "number_conflicts": 0}
+    source = _loyalty_source()
+    entry_tier = program.tiers.order_by("rank").first()
+    period_end = add_months(at, program.qualifying_period_months)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        existing = set(
+            LoyaltyMember.objects.filter(
+                program=program, profile_id__in=chunk, status=LoyaltyMember.Status.ACTIVE
+            ).values_list("profile_id", flat=True)
+        )
+        counts["already_members"] += len(existing)
+        wanted: dict[int, tuple[str, str]] = {}  # profile -> (key, raw)
+        for pid in chunk:
+            if pid in existing:
+                continue
+            raw = member_numbers.get(pid, "")
+            key = identifier_key(IdentifierTypes.MEMBER_NUMBER, raw).key if raw else None
+            if raw and not key:
+                counts["number_conflicts"] += 1
+                continue
+            wanted[pid] = (key or "", raw)
+        given = [k for k, _raw in wanted.values() if k]
+        taken = set(
+            LoyaltyMember.objects.filter(program=program, member_number__in=given).values_list(
+                "member_number", flat=True
+            )
+        )
+        held = dict(
+            Identity.objects.filter(
+                type=IdentifierTypes.MEMBER_NUMBER, key__in=given, profile__isnull=False
+            ).values_list("key", "profile_id")
+        )
+        seen: set[str] = set()
+        members = []
+        fresh_numbers = iter(
+            _new_member_numbers(program, sum(1 for k, _raw in wanted.values() if not k))
+        )
+        for pid, (key, _raw) in wanted.items():
+            if key and (key in taken or key in seen or held.get(key, pid) != pid):
+                counts["number_conflicts"] += 1
+                continue
+            key = key or next(fresh_numbers)
+            seen.add(key)
+            members.append(
+                LoyaltyMember(
+                    program=program,
+                    profile_id=pid,
+                    origin_profile_id=pid,
+                    member_number=key,
+                    enrolled_at=at,
+                    tier=entry_tier,
+                    tier_valid_until=period_end if entry_tier else None,
+                )
+            )
+        LoyaltyMember.objects.bulk_create(members, batch_size=1000)
+        members = list(
+            LoyaltyMember.objects.filter(
+                program=program, member_number__in=[m.member_number for m in members]
+            ).values_list("id", "profile_id", "member_number")
+        )
+        records = SourceRecord.objects.bulk_create(
+            [
+                SourceRecord(
+                    source=source,
+                    external_key=f"{program.slug}:{number}",
+                    profile_id=pid,
+                    created_at=at,
+                    updated_at=at,
+                )
+                for _id, pid, number in members
+            ],
+            batch_size=1000,
+        )
+        if records and records[0].pk is None:
+            keys = [r.external_key for r in records]
+            records = list(SourceRecord.objects.filter(source=source, external_key__in=keys))
+        by_key = {r.external_key: r for r in records}
+        Identity.objects.bulk_create(
+            [
+                Identity(
+                    type=IdentifierTypes.MEMBER_NUMBER,
+                    raw_value=(wanted[pid][1] or number)[:500],
+                    key=number,
+                    source_record=by_key[f"{program.slug}:{number}"],
+                    profile_id=pid,
+                    created_at=at,
+                )
+                for _id, pid, number in members
+            ],
+            batch_size=1000,
+        )
+        if entry_tier:
+            LoyaltyTierChange.objects.bulk_create(
+                [
+                    LoyaltyTierChange(
+                        member_id=mid,
+                        to_tier=entry_tier,
+                        reason=f"enrolled in {entry_tier.name}",
+                        changed_at=at,
+                    )
+                    for mid, _pid, _number in members
+                ],
+                batch_size=1000,
+            )
+        counts["enrolled"] += len(members)
+    audit_record(actor=actor, action="loyalty.member.enrol_bulk", target=program, details=counts)
+    return counts
 
 
 # --- ledger operations -------------------------------------------------------------------------
@@ -533,12 +700,8 @@ def loyalty_points_adjust_bulk(
         _expire_accounts(account_ids, at)
         lots = _lots_by_account(account_ids, at)
     elif points < 0:
-        qualifying = dict(
-            LoyaltyLedgerEntry.objects.filter(_account_q(account_ids), currency=QUALIFYING)
-            .annotate(account=_account_expr())
-            .values("account")
-            .annotate(total=Sum("points"))
-            .values_list("account", "total")
+        qualifying = _sums(
+            LoyaltyLedgerEntry.objects.filter(currency=QUALIFYING), _groups(account_ids), "points"
         )
     taken: dict[int, int] = {}
     for account_id in account_ids:
@@ -699,13 +862,13 @@ def loyalty_points_expire(
         if program is not None:
             lots = lots.filter(member__program=program)
         if account_ids is not None:
-            lots = lots.filter(_account_q(account_ids))
+            lots = lots.filter(member_id__in=list(_groups(account_ids)))
         touched: set[int] = set()
         # Re-read ``remaining`` under the row lock a concurrent redemption may hold.
         lots = lots.select_for_update(of=("self",))
         while True:
             rows = list(
-                lots.annotate(account=_account_expr())
+                lots.annotate(account=Coalesce("member__merged_into_id", "member_id"))
                 .order_by("id")
                 .values_list("id", "member_id", "account", "remaining", "expires_at")[:CHUNK]
             )
@@ -824,6 +987,7 @@ def _chunk_earn(program, rules, chunk: list[dict], counts, at: datetime) -> set[
         ).values_list("profile_id", "id")
     )
     accounts = set(member_of.values())
+    group = _groups(accounts)
     birth_months = {
         pid: _birth_month(value)
         for pid, value in Profile.objects.filter(pk__in=profile_ids).values_list(
@@ -832,26 +996,22 @@ def _chunk_earn(program, rules, chunk: list[dict], counts, at: datetime) -> set[
     }
     order_ids = {str(e["properties"].get("order_id") or "") for e in chunk} - {""}
     prior_orders: dict[int, dict[str, dict]] = defaultdict(dict)
-    has_order: set[int] = set()
-    for row in (
-        LoyaltyActivity.objects.filter(_account_q(accounts), kind=LoyaltyActivity.Kind.ORDER)
-        .annotate(account=_account_expr())
-        .values("account", "order_id", "amount", "order_total")
-    ):
-        has_order.add(row["account"])
-        if row["order_id"] in order_ids:
-            prior_orders[row["account"]][row["order_id"]] = row
+    orders = LoyaltyActivity.objects.filter(kind=LoyaltyActivity.Kind.ORDER)
+    has_order = {
+        group[mid]
+        for mid in orders.filter(member_id__in=list(group))
+        .values_list("member_id", flat=True)
+        .distinct()
+    }
+    for row in _rows(orders.filter(order_id__in=order_ids), group, "order_id"):
+        prior_orders[row["account"]][row["order_id"]] = row
     birthday_rules = [r for r in rules if r.kind == LoyaltyEarningRule.Kind.BIRTHDAY_MONTH]
     birthday_given: set[tuple[int, int, int]] = set()
     if birthday_rules:
-        for account, rule_id, occurred in (
-            LoyaltyLedgerEntry.objects.filter(
-                _account_q(accounts), rule__in=birthday_rules, kind=Kind.EARN
-            )
-            .annotate(account=_account_expr())
-            .values_list("account", "rule_id", "occurred_at")
-        ):
-            birthday_given.add((account, rule_id, _local_month(occurred)[0]))
+        given = LoyaltyLedgerEntry.objects.filter(rule__in=birthday_rules, kind=Kind.EARN)
+        for row in _rows(given, group, "rule_id", "occurred_at"):
+            year = _local_month(row["occurred_at"])[0]
+            birthday_given.add((row["account"], row["rule_id"], year))
 
     activities: list[LoyaltyActivity] = []
     credits: list[LoyaltyLedgerEntry] = []
@@ -930,9 +1090,16 @@ def _chunk_earn(program, rules, chunk: list[dict], counts, at: datetime) -> set[
             )
             counts["points_earned" if rule.currency == POINTS else "qualifying_earned"] += points
     LoyaltyLedgerEntry.objects.bulk_create(credits, batch_size=1000)
+    # Orders first: a refund in the same chunk finds its order's activity and earnings.
+    refund_events = {event["id"] for _account, event, _total in refunds}
+    LoyaltyActivity.objects.bulk_create(
+        [a for a in activities if a.event_id not in refund_events], batch_size=1000
+    )
     if refunds:
         _refunds_apply(refunds, activities, counts, at)
-    LoyaltyActivity.objects.bulk_create(activities, batch_size=1000)
+        LoyaltyActivity.objects.bulk_create(
+            [a for a in activities if a.event_id in refund_events], batch_size=1000
+        )
     counts["events"] += len(activities)
     return accounts & {a.member_id for a in activities}
 
@@ -942,31 +1109,29 @@ def _refunds_apply(refunds, activities, counts, at: datetime) -> None:
     by_event = {a.event_id: a for a in activities}
     accounts = sorted({r[0] for r in refunds})
     order_ids = {str(e["properties"].get("order_id") or "") for _a, e, _t in refunds} - {""}
+    group = _groups(accounts)
+    activities_of_orders = LoyaltyActivity.objects.filter(order_id__in=order_ids)
     orders = {
         (row["account"], row["order_id"]): row
-        for row in LoyaltyActivity.objects.filter(
-            _account_q(accounts), kind=LoyaltyActivity.Kind.ORDER, order_id__in=order_ids
+        for row in _rows(
+            activities_of_orders.filter(kind=LoyaltyActivity.Kind.ORDER),
+            group,
+            "order_id",
+            "amount",
+            "order_total",
         )
-        .annotate(account=_account_expr())
-        .values("account", "order_id", "amount", "order_total")
     }
     refunded: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
-    for row in (
-        LoyaltyActivity.objects.filter(
-            _account_q(accounts), kind=LoyaltyActivity.Kind.REFUND, order_id__in=order_ids
-        )
-        .annotate(account=_account_expr())
-        .values("account", "order_id", "amount")
+    for row in _rows(
+        activities_of_orders.filter(kind=LoyaltyActivity.Kind.REFUND), group, "order_id", "amount"
     ):
         refunded[(row["account"], row["order_id"])] += -row["amount"]
     earns: dict[tuple[int, str], list[dict]] = defaultdict(list)
-    for row in (
-        LoyaltyLedgerEntry.objects.filter(
-            _account_q(accounts), order_id__in=order_ids, kind__in=[Kind.EARN, Kind.REVERSAL]
-        )
-        .annotate(account=_account_expr())
-        .order_by("id")
-        .values("id", "account", "order_id", "kind", "rule_id", "currency", "points", "lot_id")
+    entries = LoyaltyLedgerEntry.objects.filter(
+        order_id__in=order_ids, kind__in=[Kind.EARN, Kind.REVERSAL]
+    ).order_by("id")
+    for row in _rows(
+        entries, group, "id", "order_id", "kind", "rule_id", "currency", "points", "lot_id"
     ):
         earns[(row["account"], row["order_id"])].append(row)
     lots = _lots_by_account(accounts, at)
@@ -1081,27 +1246,12 @@ def loyalty_tiers_evaluate(
                 break
             last = chunk[-1].pk
             ids = [m.pk for m in chunk]
-            points = dict(
-                LoyaltyLedgerEntry.objects.filter(
-                    _account_q(ids),
-                    currency=QUALIFYING,
-                    occurred_at__gt=window_start,
-                    occurred_at__lte=at,
-                )
-                .annotate(account=_account_expr())
-                .values("account")
-                .annotate(total=Sum("points"))
-                .values_list("account", "total")
+            group = _groups(ids)
+            window = {"occurred_at__gt": window_start, "occurred_at__lte": at}
+            points = _sums(
+                LoyaltyLedgerEntry.objects.filter(currency=QUALIFYING, **window), group, "points"
             )
-            spend = dict(
-                LoyaltyActivity.objects.filter(
-                    _account_q(ids), occurred_at__gt=window_start, occurred_at__lte=at
-                )
-                .annotate(account=_account_expr())
-                .values("account")
-                .annotate(total=Sum("amount"))
-                .values_list("account", "total")
-            )
+            spend = _sums(LoyaltyActivity.objects.filter(**window), group, "amount")
             changes = []
             for member in chunk:
                 qp = max(0, points.get(member.pk) or 0)
@@ -1271,20 +1421,10 @@ def loyalty_profile_unmerged(*, survivor_id: int, restored_ids: list[int]) -> di
             if profile_id != survivor_id:
                 counts["returned"] += 1
         head_ids = [h.pk for h in heads.values()]
-        lots = dict(
-            LoyaltyLedgerEntry.objects.filter(_account_q(head_ids), currency=POINTS)
-            .annotate(account=_account_expr())
-            .values("account")
-            .annotate(total=Sum("remaining"))
-            .values_list("account", "total")
-        )
-        sums = dict(
-            LoyaltyLedgerEntry.objects.filter(_account_q(head_ids), currency=POINTS)
-            .annotate(account=_account_expr())
-            .values("account")
-            .annotate(total=Sum("points"))
-            .values_list("account", "total")
-        )
+        group = _groups(head_ids)
+        in_points = LoyaltyLedgerEntry.objects.filter(currency=POINTS)
+        lots = _sums(in_points, group, "remaining")
+        sums = _sums(in_points, group, "points")
         settlements = []
         for head in heads.values():
             delta = (lots.get(head.pk) or 0) - (sums.get(head.pk) or 0)

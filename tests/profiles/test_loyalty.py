@@ -681,3 +681,42 @@ def test_rules_can_be_turned_off(program):
     earn(program, "2026-02-02")
     assert fresh(member).points_balance == 0
     assert LoyaltyActivity.objects.get().amount == Decimal("100.00")
+
+
+def test_bulk_enrolment_skips_members_and_numbers_of_others(program, django_assert_max_num_queries):
+    from profiles.services.loyalty import loyalty_members_enrol_bulk
+
+    existing = enrol(program, number="CL-1")
+    profiles = [make_profile() for _ in range(4)]
+    numbers = {profiles[0].pk: "cl 1", profiles[1].pk: "CL-2"}
+
+    with django_assert_max_num_queries(20):
+        counts = loyalty_members_enrol_bulk(
+            program=program,
+            profile_ids=[existing.profile_id, *(p.pk for p in profiles)],
+            member_numbers=numbers,
+            at=dt("2026-01-01"),
+        )
+
+    assert counts == {"enrolled": 3, "already_members": 1, "number_conflicts": 1}
+    second = LoyaltyMember.objects.get(profile=profiles[1])
+    assert (second.member_number, second.tier.name) == ("CL2", "Base")
+    assert profile_lookup(id_type="member_number", value="cl-2").pk == profiles[1].pk
+    assert not LoyaltyMember.objects.filter(profile=profiles[0]).exists()
+    generated = LoyaltyMember.objects.get(profile=profiles[3]).member_number
+    assert generated.startswith("CL") and len(generated) == 12
+    assert LoyaltyTierChange.objects.filter(to_tier__name="Base").count() == 4
+
+
+def test_order_and_its_refund_in_the_same_run(program):
+    member = enrol(program)
+    order(member.profile, "2026-02-01", 80, order_id="S-1")
+    refund(member.profile, "2026-02-03", "S-1")
+    order(member.profile, "2026-02-05", 30, order_id="S-2")
+
+    counts = earn(program, "2026-02-06")
+
+    # S-1 earned 80 + 100 (first order) and gave it all back; S-2 earns 30.
+    assert (counts["refunds"], counts["points_reversed"]) == (1, 180)
+    assert fresh(member).points_balance == 30
+    assert fresh(member).spend_in_period == Decimal("30.00")
