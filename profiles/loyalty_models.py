@@ -81,7 +81,7 @@ class LoyaltyTier(models.Model):
     benefits = models.TextField(blank=True, help_text="One benefit per line.")
 
     class Meta:
-        ordering = ["program", "rank"]
+        ordering = ["program_id", "rank"]
         constraints = [
             models.UniqueConstraint(fields=["program", "rank"], name="uniq_loyalty_tier_rank"),
             models.UniqueConstraint(fields=["program", "name"], name="uniq_loyalty_tier_name"),
@@ -119,7 +119,7 @@ class LoyaltyEarningRule(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["program", "id"]
+        ordering = ["program_id", "id"]
 
     def __str__(self) -> str:
         return self.name
@@ -171,7 +171,7 @@ class LoyaltyMember(models.Model):
     enrolled_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["program", "member_number"]
+        ordering = ["member_number"]
         permissions = [("adjust_points", "Can adjust loyalty points")]
         constraints = [
             models.UniqueConstraint(
