@@ -260,7 +260,11 @@ def balances_refresh(*, account_ids: Iterable[int]) -> None:
 def _account_lock(member: LoyaltyMember) -> LoyaltyMember:
     """The active member whose balance this member's points count toward, locked."""
     account_id = member.merged_into_id or member.pk
-    account = LoyaltyMember.objects.select_for_update().select_related("program").get(pk=account_id)
+    account = (
+        LoyaltyMember.objects.select_for_update(of=("self",))
+        .select_related("program")
+        .get(pk=account_id)
+    )
     if account.status != LoyaltyMember.Status.ACTIVE:
         raise LoyaltyError(f"Member {account.member_number} is not active.")
     return account
@@ -680,7 +684,7 @@ def loyalty_points_adjust_bulk(
     ):
         raise LoyaltyError("This adjustment was already applied (submitted twice).")
     members = list(
-        LoyaltyMember.objects.select_for_update()
+        LoyaltyMember.objects.select_for_update(of=("self",))
         .select_related("program")
         .filter(pk__in=member_ids)
         .order_by("pk")
@@ -688,7 +692,7 @@ def loyalty_points_adjust_bulk(
     account_ids = sorted({m.merged_into_id or m.pk for m in members})
     accounts = {
         a.pk: a
-        for a in LoyaltyMember.objects.select_for_update()
+        for a in LoyaltyMember.objects.select_for_update(of=("self",))
         .select_related("program")
         .filter(pk__in=account_ids)
         .order_by("pk")

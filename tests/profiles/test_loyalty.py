@@ -720,3 +720,22 @@ def test_order_and_its_refund_in_the_same_run(program):
     assert (counts["refunds"], counts["points_reversed"]) == (1, 180)
     assert fresh(member).points_balance == 30
     assert fresh(member).spend_in_period == Decimal("30.00")
+
+
+def test_ingest_hook_queues_earning_only_when_a_program_exists(
+    django_capture_on_commit_callbacks,
+):
+    from django_q.models import OrmQ
+
+    from profiles.services.loyalty import loyalty_events_ingested
+
+    with django_capture_on_commit_callbacks(execute=True):
+        loyalty_events_ingested(event_ids=[1, 2])
+    assert OrmQ.objects.count() == 0
+
+    make_program()
+    with django_capture_on_commit_callbacks(execute=True):
+        loyalty_events_ingested(event_ids=[1, 2])
+    (queued,) = OrmQ.objects.all()
+    assert queued.task["func"] == "profiles.loyalty_tasks.loyalty_events_earn"
+    assert queued.task["args"] == ([1, 2],)
