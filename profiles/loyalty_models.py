@@ -288,7 +288,10 @@ class LoyaltyActivity(models.Model):
         REFUND = "refund", "Refund"
         IGNORED = "ignored", "Ignored (see note)"
 
-    program = models.ForeignKey(LoyaltyProgram, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (program, event) index serves every lookup by program.
+    program = models.ForeignKey(
+        LoyaltyProgram, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     member = models.ForeignKey(LoyaltyMember, on_delete=models.CASCADE, related_name="activities")
     event = models.ForeignKey(
         "profiles.Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -944,19 +944,16 @@ def loyalty_events_earn(
 def _program_earn(program, event_ids, at, evaluate_tiers) -> dict[str, int]:
     counts = defaultdict(int)
     rules = list(program.earning_rules.filter(is_active=True).order_by("id"))
-    members = LoyaltyMember.objects.filter(
-        program=program,
-        status=LoyaltyMember.Status.ACTIVE,
-        profile_id=OuterRef("profile_id"),
-        enrolled_at__lte=OuterRef("timestamp"),
-    )
-    events = (
-        Event.objects.filter(
-            type=Event.Type.TRACK, name__in=[ORDER_COMPLETED, ORDER_REFUNDED], profile__isnull=False
-        )
-        .filter(Exists(members))
-        .exclude(Exists(LoyaltyActivity.objects.filter(program=program, event=OuterRef("pk"))))
-    )
+    # Semi-join on members (hashable, no per-event probe of the member table) and anti-join
+    # on the (program, event) unique index; events before enrolment are marked ignored.
+    member_profiles = LoyaltyMember.objects.filter(
+        program=program, status=LoyaltyMember.Status.ACTIVE
+    ).values("profile_id")
+    events = Event.objects.filter(
+        type=Event.Type.TRACK,
+        name__in=[ORDER_COMPLETED, ORDER_REFUNDED],
+        profile_id__in=member_profiles,
+    ).exclude(Exists(LoyaltyActivity.objects.filter(program=program, event=OuterRef("pk"))))
     if event_ids is not None:
         events = events.filter(pk__in=event_ids)
     last_id = 0
@@ -985,11 +982,12 @@ def _program_earn(program, event_ids, at, evaluate_tiers) -> dict[str, int]:
 
 def _chunk_earn(program, rules, chunk: list[dict], counts, at: datetime) -> set[int]:
     profile_ids = {e["profile_id"] for e in chunk}
-    member_of = dict(
-        LoyaltyMember.objects.filter(
-            program=program, status=LoyaltyMember.Status.ACTIVE, profile_id__in=profile_ids
-        ).values_list("profile_id", "id")
-    )
+    member_of, enrolled = {}, {}
+    for profile_id, member_id, enrolled_at in LoyaltyMember.objects.filter(
+        program=program, status=LoyaltyMember.Status.ACTIVE, profile_id__in=profile_ids
+    ).values_list("profile_id", "id", "enrolled_at"):
+        member_of[profile_id] = member_id
+        enrolled[member_id] = enrolled_at
     accounts = set(member_of.values())
     group = _groups(accounts)
     birth_months = {
@@ -1035,6 +1033,10 @@ def _chunk_earn(program, rules, chunk: list[dict], counts, at: datetime) -> set[
             occurred_at=when,
         )
         activities.append(activity)
+        if when < enrolled[account]:
+            activity.kind = LoyaltyActivity.Kind.IGNORED
+            activity.note = "before enrolment"
+            continue
         if event["name"] == ORDER_REFUNDED:
             activity.kind = LoyaltyActivity.Kind.REFUND
             refunds.append((account, event, order_total(props)))
