@@ -1361,6 +1361,10 @@ def loyalty_profiles_merged(*, survivor_id: int, other_ids: list[int]) -> dict[s
         )
         balances_refresh(account_ids=[keep.pk])
         counts["combined"] += len(others)
+    # Members merged earlier into a member of an absorbed profile follow it to the survivor.
+    LoyaltyMember.objects.filter(
+        profile_id__in=other_ids, status=LoyaltyMember.Status.MERGED
+    ).update(profile_id=survivor_id)
     if members:
         audit_record(
             actor=None,

@@ -741,3 +741,26 @@ def test_ingest_hook_queues_earning_only_when_a_program_exists(
     (queued,) = OrmQ.objects.all()
     assert queued.task["func"] == "profiles.loyalty_tasks.loyalty_events_earn"
     assert queued.task["args"] == ([1, 2],)
+
+
+def test_chained_merges_keep_every_balance_and_unmerge_the_last_one(program):
+    a, b, c = enrol(program), enrol(program), enrol(program)
+    for member, points in ((a, 10), (b, 20), (c, 40)):
+        loyalty_points_adjust(member=member, points=points, reason="x", at=dt("2026-01-02"))
+    c_profile_id = c.profile_id
+
+    _merge(b.profile, c.profile)  # c into b
+    _merge(a.profile, Profile.objects.get(pk=b.profile_id))  # b (holding c) into a
+
+    assert fresh(a).points_balance == 70
+    assert {fresh(b).merged_into_id, fresh(c).merged_into_id} == {a.pk}
+    assert LoyaltyMember.objects.filter(profile_id=a.profile_id).count() == 3
+
+    # Undo the first merge only: c comes back with its own 40 points.
+    Profile.objects.create(pk=c_profile_id)
+    ProfileRedirect.objects.filter(old_id=c_profile_id).delete()
+    loyalty_profile_unmerged(survivor_id=a.profile_id, restored_ids=[c_profile_id])
+
+    assert (fresh(a).points_balance, fresh(c).points_balance) == (30, 40)
+    assert (fresh(c).status, fresh(c).profile_id) == ("active", c_profile_id)
+    assert fresh(b).merged_into_id == a.pk
