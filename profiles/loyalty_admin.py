@@ -8,7 +8,7 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -31,6 +31,8 @@ from profiles.services.loyalty import (
     loyalty_member_enrol,
     loyalty_points_adjust_bulk,
 )
+
+MAX_BULK_ADJUST = 10_000
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -255,7 +257,15 @@ class LoyaltyMemberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Adjust points (with a reason)", permissions=["adjust_points"])
     def adjust_points(self, request, queryset):
-        ids = list(queryset.values_list("pk", flat=True))
+        ids = list(queryset.values_list("pk", flat=True)[: MAX_BULK_ADJUST + 1])
+        if len(ids) > MAX_BULK_ADJUST:
+            self.message_user(
+                request,
+                f"Select at most {MAX_BULK_ADJUST:,} members per adjustment "
+                "(filter the list first).",
+                messages.ERROR,
+            )
+            return None
         form = AdjustPointsForm(
             request.POST if "apply" in request.POST else None,
             initial={"token": uuid.uuid4().hex},
@@ -312,7 +322,7 @@ class AccountFilter(admin.SimpleListFilter):
         if not value:
             return queryset
         if not value.isdigit():
-            raise PermissionDenied("account must be a member id")
+            raise IncorrectLookupParameters("account must be a member id")
         member = LoyaltyMember.objects.filter(pk=int(value)).first()
         if member is None:
             return queryset.none()

@@ -184,3 +184,24 @@ def test_ledger_is_read_only_in_the_admin(admin_client, program):
 
     assert delete.status_code == 403
     assert LoyaltyLedgerEntry.objects.get(pk=entry.pk).points == 10
+
+
+def test_bulk_adjustment_refuses_a_selection_that_is_too_big(admin_client, program, monkeypatch):
+    from profiles import loyalty_admin
+
+    monkeypatch.setattr(loyalty_admin, "MAX_BULK_ADJUST", 1)
+    a, b = enrol(program), enrol(program)
+    response = admin_client.post(
+        reverse(CHANGELIST),
+        {"action": "adjust_points", "_selected_action": [a.pk, b.pk]},
+        follow=True,
+    )
+    assert "Select at most 1 members per adjustment" in response.content.decode()
+
+
+def test_ledger_account_filter_rejects_a_bad_value(admin_client, program):
+    response = admin_client.get(
+        reverse("admin:profiles_loyaltyledgerentry_changelist") + "?account=x"
+    )
+    assert response.status_code == 302
+    assert response.url.endswith("?e=1")
