@@ -312,10 +312,12 @@ class AccountFilter(admin.SimpleListFilter):
     parameter_name = "account"
 
     def lookups(self, request, model_admin):
-        return ()
+        value = self.value()
+        return [(value, f"member #{value}")] if value and value.isdigit() else []
 
     def has_output(self):
-        return False
+        # Only listed (and so applied) when the parameter is given: from a member's page.
+        return self.value() is not None
 
     def queryset(self, request, queryset):
         value = self.value()

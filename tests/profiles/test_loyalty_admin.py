@@ -156,7 +156,8 @@ def test_member_page_escapes_the_profile_and_links_the_whole_ledger(admin_client
     )
     a.profile.first_name = SCRIPT
     a.profile.save()
-    b = enrol(program)
+    b, outsider = enrol(program), enrol(program)
+    loyalty_points_adjust(member=outsider, points=99, reason="o", at=dt("2026-01-02"))
     loyalty_points_adjust(member=a, points=10, reason="a", at=dt("2026-01-02"))
     loyalty_points_adjust(member=b, points=20, reason="b", at=dt("2026-01-03"))
     loyalty_profiles_merged(survivor_id=a.profile_id, other_ids=[b.profile_id])
