@@ -6,3 +6,31 @@ class ProfilesConfig(AppConfig):
 
     name = "profiles"
     verbose_name = "Customer data"
+
+    def ready(self) -> None:
+        _loyalty_merge_participant_register()
+
+
+def _loyalty_merge_participant_register() -> None:
+    """Loyalty memberships take part in merges and unmerges (docs/loyalty.md).
+
+    Where the merge module of issue 4 exists (main), loyalty registers as a merge participant:
+    its ``on_merge`` runs before the absorbed profiles are deleted, its ``on_unmerge`` after
+    they are restored. Without it (the loyalty branch), ``profiles_merge`` in
+    ``services/resolution.py`` calls ``loyalty_profiles_merged`` itself.
+    """
+    try:
+        from profiles.services.merging import merge_participant_register
+    except ImportError:
+        return
+    from profiles.services import loyalty
+
+    merge_participant_register(
+        "loyalty",
+        on_merge=lambda survivor_id, other_ids: loyalty.loyalty_profiles_merged(
+            survivor_id=survivor_id, other_ids=other_ids
+        ),
+        on_unmerge=lambda data, survivor_id, restored_ids: loyalty.loyalty_profile_unmerged(
+            survivor_id=survivor_id, restored_ids=restored_ids
+        ),
+    )

@@ -128,6 +128,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     return {"created": len(new_profiles), "assigned": len(assignment), "merged": merged}
 
 
+@transaction.atomic
 def profiles_merge(*, survivor_id: int, other_ids: list[int], reason: str) -> MergeLog:
     """Merge profiles into the survivor; snapshot each absorbed profile so it can be undone."""
     snapshot = []
@@ -156,6 +157,10 @@ def profiles_merge(*, survivor_id: int, other_ids: list[int], reason: str) -> Me
                 ),
             }
         )
+    # Memberships first: they protect the absorbed profiles from the delete below.
+    from profiles.services.loyalty import loyalty_profiles_merged
+
+    loyalty_profiles_merged(survivor_id=survivor_id, other_ids=other_ids)
     SourceRecord.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
     Identity.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
     Event.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)

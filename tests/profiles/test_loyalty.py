@@ -37,7 +37,6 @@ from profiles.services.loyalty import (
     loyalty_points_transfer,
     loyalty_profile_erase,
     loyalty_profile_unmerged,
-    loyalty_profiles_merged,
     loyalty_tiers_evaluate,
     tier_decide,
 )
@@ -530,10 +529,8 @@ def test_transfer_moves_points_with_their_expiry(program):
 
 
 def _merge(survivor: Profile, other: Profile) -> None:
-    """What the lead wires: loyalty first, then the profile merge that deletes ``other``."""
-    with transaction.atomic():
-        loyalty_profiles_merged(survivor_id=survivor.pk, other_ids=[other.pk])
-        profiles_merge(survivor_id=survivor.pk, other_ids=[other.pk], reason="test")
+    """The profile merge, which combines memberships before it deletes ``other``."""
+    profiles_merge(survivor_id=survivor.pk, other_ids=[other.pk], reason="test")
 
 
 def _unmerge(survivor: Profile, other_id: int) -> None:
@@ -607,11 +604,59 @@ def test_merge_moves_a_membership_to_a_survivor_without_one_and_back(program):
     assert (fresh(b).profile_id, fresh(b).status) == (b_profile_id, "active")
 
 
-def test_profile_merge_without_the_loyalty_call_refuses_to_lose_a_membership(program):
-    a, b = enrol(program), enrol(program)
+def test_deleting_a_profile_with_a_membership_is_refused(program):
+    a = enrol(program)
     with pytest.raises(IntegrityError), transaction.atomic():
-        profiles_merge(survivor_id=a.profile_id, other_ids=[b.profile_id], reason="unwired")
-    assert LoyaltyMember.objects.count() == 2
+        Profile.objects.filter(pk=a.profile_id).delete()
+    assert LoyaltyMember.objects.count() == 1
+
+
+def test_resolution_merging_two_members_combines_their_memberships(program, make_source):
+    """A shared e-mail merges two enrolled profiles through identity resolution itself."""
+    web = make_source(name="web", kind="api")
+
+    def identify(user_id: str, **traits) -> Profile:
+        message = {"type": "identify", "messageId": f"m-{user_id}", "userId": user_id}
+        tracking_messages_ingest(source=web, messages=[{**message, "traits": traits}])
+        return Profile.objects.get(source_records__external_key=f"user:{user_id}")
+
+    a = enrol(program, identify("u-a", email="ann@example.com"), number="CL-A")
+    b = enrol(program, identify("u-b", phone="+12025550143"), number="CL-B")
+    loyalty_points_adjust(member=a, points=30, reason="a", at=dt("2026-01-02"))
+    loyalty_points_adjust(member=b, points=12, reason="b", at=dt("2026-01-03"))
+
+    survivor = identify("u-c", email="ann@example.com", phone="+12025550143")
+
+    assert Profile.objects.count() == 1
+    a, b = fresh(a), fresh(b)
+    assert (a.profile_id, a.status, a.points_balance) == (survivor.pk, "active", 42)
+    assert (b.profile_id, b.status, b.merged_into_id) == (survivor.pk, "merged", a.pk)
+    assert AuditEvent.objects.get(action="loyalty.members.merge").details["combined"] == 1
+    # Both member numbers still find the one person.
+    assert profile_lookup(id_type="member_number", value="CL-B").pk == survivor.pk
+
+
+def test_steward_merge_and_unmerge_of_the_merge_module_carry_memberships(program):
+    """Issue 4's merge module (on main): loyalty takes part as a registered merge participant."""
+    merging = pytest.importorskip("profiles.services.merging", reason="issue 4's merge module")
+    a, b = enrol(program, number="CL-A"), enrol(program, number="CL-B")
+    loyalty_points_adjust(member=a, points=30, reason="a", at=dt("2026-01-02"))
+    loyalty_points_adjust(member=b, points=12, reason="b", at=dt("2026-01-03"))
+    b_profile_id = b.profile_id
+
+    log = merging.profiles_merge(survivor_id=a.profile_id, other_ids=[b_profile_id], reason="x")
+
+    assert (fresh(a).points_balance, fresh(b).status, fresh(b).merged_into_id) == (
+        42,
+        "merged",
+        a.pk,
+    )
+
+    merging.profile_unmerge(merge_log=log)
+
+    a, b = fresh(a), fresh(b)
+    assert (a.points_balance, b.points_balance) == (30, 12)
+    assert (b.status, b.profile_id) == ("active", b_profile_id)
 
 
 def test_erasure_removes_memberships_ledger_and_member_number(program):
