@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
 from cdp.models import AuditEvent
@@ -206,3 +208,44 @@ def test_ledger_account_filter_rejects_a_bad_value(admin_client, program):
     )
     assert response.status_code == 302
     assert response.url.endswith("?e=1")
+
+
+def test_profile_page_shows_membership_to_loyalty_roles_only(client, admin_client, program):
+    member = enrol(program)
+    now = timezone.now()
+    # Valid 365 days: 20 points expire in 15 days (within the 30 shown), 100 in a year.
+    loyalty_points_adjust(member=member, points=20, reason="old", at=now - timedelta(days=350))
+    loyalty_points_adjust(member=member, points=100, reason="new", at=now)
+    LoyaltyMember.objects.filter(pk=member.pk).update(
+        tier=program.tiers.get(name="Silver"),
+        tier_valid_until=dt("2027-02-01"),
+        qualifying_points=600,
+    )
+    url = reverse("admin:profiles_profile_change", args=[member.profile_id])
+
+    html = admin_client.get(url).content.decode()
+
+    card = html.split("Loyalty:</label>")[1].split("</table>")[0]
+    member_url = reverse("admin:profiles_loyaltymember_change", args=[member.pk])
+    assert re.findall(r"<td>(.*?)</td>", card) == [
+        f'<a href="{member_url}">{member.member_number}</a>',
+        "Club",
+        "Silver",
+        "2027-02-01",
+        "120",
+        "20",
+        "600",
+        "0.00",
+        "Gold: 400 qualifying points, 2000.00 spend more",
+    ]
+
+    client.force_login(user_with_role("Data Engineer"))
+    engineer_html = client.get(url).content.decode()
+    assert client.get(url).status_code == 200
+    # The number is an identity (shown with the identities); tier and balance are not shown.
+    assert "Loyalty:" not in engineer_html
+    assert member_url not in engineer_html
+
+    other = make_profile()
+    other_url = reverse("admin:profiles_profile_change", args=[other.pk])
+    assert "Not a member of any program." in admin_client.get(other_url).content.decode()
