@@ -30,8 +30,9 @@ class IdentifierTypes:
     USER_ID = "user_id"
     ANONYMOUS_ID = "anonymous_id"
     CUSTOMER_ID = "customer_id"
+    MEMBER_NUMBER = "member_number"
 
-    ALL = (EMAIL, PHONE, USER_ID, ANONYMOUS_ID, CUSTOMER_ID)
+    ALL = (EMAIL, PHONE, USER_ID, ANONYMOUS_ID, CUSTOMER_ID, MEMBER_NUMBER)
 
 
 class InvalidValue(ValueError):
@@ -124,6 +125,12 @@ def normalize_id(raw: object) -> str:
     return clean_text(raw)
 
 
+def normalize_member_number(raw: object) -> str:
+    """Loyalty member numbers: as printed on a card or typed, so spaces and dashes are dropped
+    and letters upper-cased ("lm 1234-5678" and "LM12345678" are one member)."""
+    return re.sub(r"[\s\-]", "", clean_text(raw)).upper()
+
+
 @lru_cache(maxsize=8)
 def _placeholder_keys(values: tuple[str, ...]) -> frozenset[str]:
     keys = set()
@@ -194,6 +201,10 @@ def identifier_key(id_type: str, raw: object, *, region: str | None = None) -> I
         if result.key is None:
             return result
         key = result.key
+    elif id_type == IdentifierTypes.MEMBER_NUMBER:
+        key = normalize_member_number(raw)
+        if not key:
+            return IdentifierKey(None, "empty")
     else:
         key = normalize_id(raw)
         if not key:

@@ -153,11 +153,18 @@ class ProfileAdmin(admin.ModelAdmin):
         "country",
         "attributes_with_sources",
         "recent_events",
+        "loyalty_memberships",
         "created_at",
         "updated_at",
     )
     fields = readonly_fields
     inlines = [SourceRecordInline, ProfileIdentityInline]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not request.user.has_perm("profiles.view_loyaltymember"):
+            fields = [f for f in fields if f != "loyalty_memberships"]
+        return fields
 
     def has_add_permission(self, request):
         return False
@@ -215,6 +222,47 @@ class ProfileAdmin(admin.ModelAdmin):
             ),
         )
 
+    @admin.display(description="Loyalty")
+    def loyalty_memberships(self, obj: Profile) -> str:
+        from profiles.loyalty_selectors import loyalty_summary
+
+        rows = []
+        for card in loyalty_summary(obj):
+            needs = ", ".join(
+                f"{value} {'qualifying points' if key == 'qualifying_points' else 'spend'}"
+                for key, value in card["next_tier_needs"].items()
+            )
+            url = reverse("admin:profiles_loyaltymember_change", args=[card["member"].pk])
+            rows.append(
+                (
+                    format_html('<a href="{}">{}</a>', url, card["member_number"]),
+                    card["program"],
+                    card["tier"],
+                    card["tier_valid_until"].date() if card["tier_valid_until"] else "",
+                    card["points_balance"],
+                    card["expiring_soon"],
+                    card["qualifying_points"],
+                    card["spend_in_period"],
+                    f"{card['next_tier']}: {needs} more" if card["next_tier"] else "",
+                )
+            )
+        if not rows:
+            return "Not a member of any program."
+        return _table(
+            [
+                "Member number",
+                "Program",
+                "Tier",
+                "Tier until",
+                "Points",
+                "Expiring in 30 days",
+                "Qualifying points",
+                "Spend",
+                "Next tier",
+            ],
+            rows,
+        )
+
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
@@ -237,5 +285,5 @@ class ProfileRedirectAdmin(admin.ModelAdmin):
     raw_id_fields = ("profile",)
 
 
-# Registered from their own modules: ImportRunAdmin, and the resolution admin.
-from profiles import admin_imports, admin_resolution  # noqa: E402, F401
+# Registered from their own modules: imports, resolution and loyalty admins.
+from profiles import admin_imports, admin_resolution, loyalty_admin  # noqa: E402, F401

@@ -129,6 +129,7 @@ class IdentifierType(models.TextChoices):
     USER_ID = IdentifierTypes.USER_ID, "User id"
     ANONYMOUS_ID = IdentifierTypes.ANONYMOUS_ID, "Anonymous id"
     CUSTOMER_ID = IdentifierTypes.CUSTOMER_ID, "Customer number"
+    MEMBER_NUMBER = IdentifierTypes.MEMBER_NUMBER, "Loyalty member number"
 
 
 @dataclass(frozen=True)

@@ -597,3 +597,6 @@ class DoNotMerge(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.left_id} ≠ #{self.right_id}"
+
+
+from profiles.loyalty_models import *  # noqa: E402, F401, F403

@@ -203,7 +203,6 @@ def test_profile_360_says_when_loyalty_is_not_available(client, staff, merged_pe
 def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
     """The hook ``insights.selectors.profile_360_loyalty`` shows loyalty_summary's cards."""
     from profiles.services.loyalty import loyalty_member_enrol
-
     from tests.profiles.loyalty_helpers import make_program
 
     program = make_program(name="Club <Gold>")

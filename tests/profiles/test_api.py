@@ -138,7 +138,8 @@ def test_lookup_bad_type_is_400_json(marketer, lena):
     assert response.status_code == 400
     assert response.json() == {
         "code": "invalid_type",
-        "message": "type must be one of: email, phone, user_id, anonymous_id, customer_id.",
+        "message": "type must be one of: email, phone, user_id, anonymous_id, customer_id, "
+        "member_number.",
     }
 
 
