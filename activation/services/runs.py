@@ -1,0 +1,411 @@
+"""Running an activation: freeze who to send, deliver in batches at most once, keep a snapshot.
+
+A run:
+1. counts members and exclusions (activation_preview) at export time;
+2. full CSV/JSONL file: streams every eligible person straight into the file, then replaces
+   the snapshot set-based;
+   otherwise: stages its work list (RunItem: add / update / remove) with INSERT ... SELECT
+   against the snapshot (changes only = new, changed hash, or gone), and cuts it into batches
+   (DeliveryBatch, one idempotency key each);
+3. delivers: each webhook batch is POSTed until accepted or dead-lettered and its outcome
+   recorded at once; a retried run skips batches already sent;
+4. on success, applies its items to the snapshot and drops them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from activation.models import (
+    Action,
+    Activation,
+    ActivationMember,
+    ActivationRun,
+    DeliveryBatch,
+    Destination,
+    RunItem,
+)
+from activation.selectors import activation_columns, activation_preview, activation_rows
+from activation.services import files
+from activation.sources import segment_member_ids
+from activation.webhook import post_batch
+from cdp.audit import audit_record
+from cdp.jobs import job_enqueue
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (ActivationRun.Status.QUEUED, ActivationRun.Status.RUNNING)
+
+
+class ActivationError(Exception):
+    """Something a user can fix or should know; shown as a message, never a 500."""
+
+
+class DeliveryFailed(ActivationError):
+    pass
+
+
+@transaction.atomic
+def activation_run_create(
+    *,
+    activation: Activation,
+    created_by=None,
+    trigger: str = ActivationRun.Trigger.MANUAL,
+    sync: bool = False,
+) -> ActivationRun:
+    """Queue a run. One open run per activation, so a double click queues nothing twice."""
+    activation = Activation.objects.select_for_update().get(pk=activation.pk)
+    if not activation.is_active or not activation.destination.is_active:
+        raise ActivationError("This activation or its destination is switched off.")
+    if activation.runs.filter(status__in=OPEN_STATUSES).exists():
+        raise ActivationError("A run of this activation is already queued or running.")
+    run = ActivationRun.objects.create(
+        activation=activation, trigger=trigger, mode=activation.mode, created_by=created_by
+    )
+    audit_record(actor=created_by, action="activation.run", target=run)
+    job_enqueue("activation.tasks.activation_run_execute", run.pk, sync=sync)
+    return run
+
+
+@transaction.atomic
+def activation_run_retry(*, run: ActivationRun, user=None, sync: bool = False) -> ActivationRun:
+    """Queue a failed run again; its frozen work list is kept, batches already sent are not
+    sent again."""
+    updated = ActivationRun.objects.filter(pk=run.pk, status=ActivationRun.Status.FAILED).update(
+        status=ActivationRun.Status.QUEUED, error="", finished_at=None
+    )
+    if not updated:
+        raise ActivationError("Only a failed run can be retried.")
+    if run.activation.runs.filter(status__in=OPEN_STATUSES).exclude(pk=run.pk).exists():
+        raise ActivationError("Another run of this activation is queued or running.")
+    audit_record(actor=user, action="activation.run_retry", target=run)
+    job_enqueue("activation.tasks.activation_run_execute", run.pk, sync=sync)
+    run.refresh_from_db()
+    return run
+
+
+def activation_run_execute(*, run: ActivationRun, member_ids: QuerySet | None = None):
+    """Run to the end, recording progress, counts, timings and errors on the run row.
+
+    ``member_ids`` (a subquery of profile ids) defaults to the segment's membership.
+    """
+    claimed = ActivationRun.objects.filter(pk=run.pk, status=ActivationRun.Status.QUEUED).update(
+        status=ActivationRun.Status.RUNNING,
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        logger.info("Activation run %s is not queued; skipping.", run.pk)
+        run.refresh_from_db()
+        return run
+    run = ActivationRun.objects.select_related("activation__destination").get(pk=run.pk)
+    timings = dict(run.timings)
+    try:
+        _execute(run, member_ids, timings)
+    except DeliveryFailed as exc:
+        _finish(run, ActivationRun.Status.FAILED, str(exc), timings)
+    except Exception as exc:
+        logger.exception("Activation run %s failed", run.pk)
+        _finish(
+            run, ActivationRun.Status.FAILED, f"Unexpected error: {exc.__class__.__name__}", timings
+        )
+        raise
+    else:
+        _finish(run, ActivationRun.Status.SUCCEEDED, "", timings)
+    run.refresh_from_db()
+    return run
+
+
+def _finish(run: ActivationRun, status: str, error: str, timings: dict) -> None:
+    ActivationRun.objects.filter(pk=run.pk).update(
+        status=status, error=error, finished_at=timezone.now(), timings=timings
+    )
+
+
+@contextmanager
+def _timed(timings: dict, phase: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = round(timings.get(phase, 0) + time.perf_counter() - start, 3)
+
+
+def _execute(run: ActivationRun, member_ids: QuerySet | None, timings: dict) -> None:
+    activation = run.activation
+    destination = activation.destination
+    if not run.staged:
+        if member_ids is None:
+            member_ids = segment_member_ids(activation.segment)
+        with _timed(timings, "count"):
+            preview = activation_preview(activation=activation, member_ids=member_ids)
+        ActivationRun.objects.filter(pk=run.pk).update(
+            members_count=preview["members"],
+            eligible_count=preview["eligible"],
+            excluded=preview["excluded"],
+        )
+        if destination.kind == Destination.Kind.FILE and run.mode == Activation.Mode.FULL:
+            _export_full_file(run, member_ids, timings)
+            return
+        with _timed(timings, "stage"):
+            _stage(run, member_ids)
+    if destination.kind == Destination.Kind.FILE:
+        with _timed(timings, "write"):
+            _export_items_file(run)
+    else:
+        with _timed(timings, "deliver"):
+            _deliver_batches(run)
+    with _timed(timings, "snapshot"):
+        _apply_items_to_snapshot(run)
+
+
+# --- full file ------------------------------------------------------------------------------
+
+
+def _export_full_file(run: ActivationRun, member_ids: QuerySet, timings: dict) -> None:
+    activation = run.activation
+    columns = activation_columns(activation)
+    rows = activation_rows(activation=activation, member_ids=member_ids, columns=columns)
+    ActivationRun.objects.filter(pk=run.pk).update(items_total=run.eligible_count)
+    writer = files.Writer(run=run, header=columns.header)
+    try:
+        with _timed(timings, "write"):
+            if files.csv_copy_supported(activation):
+                sql, params = rows.query.sql_with_params()
+                out = ", ".join(f"e.{c}" for c in columns.value_names)
+                written = writer.write_copy(f"SELECT {out} FROM ({sql}) e", params)
+            else:
+                written = 0
+                for chunk in _chunks(rows.iterator(chunk_size=files.CHUNK), files.CHUNK):
+                    written += writer.write_rows(row[1:2] + row[3:] for row in chunk)
+                    ActivationRun.objects.filter(pk=run.pk).update(items_done=written)
+            relative = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    ActivationRun.objects.filter(pk=run.pk).update(
+        file=relative, items_done=written, items_total=written, sent_count=written
+    )
+    with _timed(timings, "snapshot"), transaction.atomic():
+        ActivationMember.objects.filter(activation=activation).delete()
+        sql, params = rows.query.sql_with_params()
+        _execute_sql(
+            f"INSERT INTO {ActivationMember._meta.db_table} "
+            "(activation_id, profile_id, pseudo_id, row_hash, run_id) "
+            f"SELECT %s, e.pid, e.cdp_id, e.row_hash, %s FROM ({sql}) e",
+            [activation.pk, run.pk, *params],
+        )
+
+
+def _chunks(iterator, size):
+    chunk = []
+    for row in iterator:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _execute_sql(sql: str, params: list) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+# --- staged runs ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def _stage(run: ActivationRun, member_ids: QuerySet) -> None:
+    """Freeze the work list (set-based) and cut it into batches."""
+    activation = run.activation
+    items = RunItem._meta.db_table
+    snapshot = ActivationMember._meta.db_table
+    rows = activation_rows(activation=activation, member_ids=member_ids)
+    sql, params = rows.query.sql_with_params()
+    changed = (
+        "" if run.mode == Activation.Mode.FULL else "WHERE s.id IS NULL OR s.row_hash <> e.row_hash"
+    )
+    _execute_sql(
+        f"INSERT INTO {items} (run_id, profile_id, pseudo_id, row_hash, action) "
+        f"SELECT %s, e.pid, e.cdp_id, e.row_hash, "
+        f"CASE WHEN s.id IS NULL THEN '{Action.ADD}' ELSE '{Action.UPDATE}' END "
+        f"FROM ({sql}) e LEFT JOIN {snapshot} s ON s.activation_id = %s AND s.profile_id = e.pid "
+        f"{changed} ORDER BY e.pid",
+        [run.pk, *params, activation.pk],
+    )
+    id_sql, id_params = rows.values_list("pid").query.sql_with_params()
+    _execute_sql(
+        f"INSERT INTO {items} (run_id, profile_id, pseudo_id, row_hash, action) "
+        f"SELECT %s, s.profile_id, s.pseudo_id, '', '{Action.REMOVE}' FROM {snapshot} s "
+        f"LEFT JOIN ({id_sql}) e ON e.pid = s.profile_id "
+        "WHERE s.activation_id = %s AND e.pid IS NULL ORDER BY s.profile_id",
+        [run.pk, *id_params, activation.pk],
+    )
+    counts = RunItem.objects.filter(run=run).aggregate(
+        total=Count("id"),
+        added=Count("id", filter=Q(action=Action.ADD)),
+        updated=Count("id", filter=Q(action=Action.UPDATE)),
+        removed=Count("id", filter=Q(action=Action.REMOVE)),
+    )
+    if activation.destination.kind == Destination.Kind.WEBHOOK:
+        size = max(1, activation.destination.batch_size)
+        _execute_sql(
+            f"INSERT INTO {DeliveryBatch._meta.db_table} (run_id, number, first_item_id, "
+            "last_item_id, size, idempotency_key, status, attempts, last_error, updated_at) "
+            "SELECT %s, k, MIN(id), MAX(id), COUNT(*), %s || CAST(k AS TEXT), %s, 0, '', %s "
+            f"FROM (SELECT id, (ROW_NUMBER() OVER (ORDER BY id) - 1) / %s AS k FROM {items} "
+            "WHERE run_id = %s) t GROUP BY k",
+            [
+                run.pk,
+                f"{run.public_id}-",
+                DeliveryBatch.Status.PENDING,
+                timezone.now(),
+                size,
+                run.pk,
+            ],
+        )
+    ActivationRun.objects.filter(pk=run.pk).update(
+        staged=True,
+        items_total=counts["total"],
+        items_done=0,
+        added_count=counts["added"],
+        updated_count=counts["updated"],
+        removed_count=counts["removed"],
+    )
+    run.staged = True
+
+
+def _item_rows(run: ActivationRun, items: QuerySet):
+    """(columns, rows to upsert ending with their action, removals) for a set of items, read
+    now, so consent is checked again at send time."""
+    activation = run.activation
+    columns = activation_columns(activation)
+    upserts = items.filter(action__in=[Action.ADD, Action.UPDATE])
+    action = Subquery(
+        RunItem.objects.filter(run=run, profile_id=OuterRef("pk")).values("action")[:1]
+    )
+    rows = activation_rows(
+        activation=activation,
+        member_ids=upserts.values("profile_id"),
+        columns=columns,
+        extra={"run_action": action},
+    )
+    return columns, rows, items.filter(action=Action.REMOVE).order_by("id")
+
+
+def _export_items_file(run: ActivationRun) -> None:
+    """Changes-only file: one line per added / updated person, then one per removal."""
+    items = RunItem.objects.filter(run=run)
+    columns, rows, removals = _item_rows(run, items)
+    header = ["action", *columns.header]
+    writer = files.Writer(run=run, header=header)
+    blanks = ("",) * (len(header) - 2)
+    written = 0
+    try:
+        for chunk in _chunks(rows.iterator(chunk_size=files.CHUNK), files.CHUNK):
+            written += writer.write_rows((row[-1], row[1], *row[3:-1]) for row in chunk)
+            ActivationRun.objects.filter(pk=run.pk).update(items_done=written)
+        for chunk in _chunks(removals.values_list("pseudo_id", flat=True).iterator(), files.CHUNK):
+            written += writer.write_rows((Action.REMOVE, pseudo, *blanks) for pseudo in chunk)
+        relative = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    ActivationRun.objects.filter(pk=run.pk).update(
+        file=relative, items_done=written, sent_count=written
+    )
+
+
+def _deliver_batches(run: ActivationRun) -> None:
+    destination = run.activation.destination
+    batches = DeliveryBatch.objects.filter(run=run).exclude(status=DeliveryBatch.Status.SENT)
+    for batch in batches.order_by("number"):
+        items = RunItem.objects.filter(
+            run=run, id__gte=batch.first_item_id, id__lte=batch.last_item_id
+        )
+        body, sent = _batch_body(run, batch, items)
+        result = post_batch(
+            url=destination.url,
+            body=body,
+            secret=destination.secret,
+            idempotency_key=batch.idempotency_key,
+            timeout=destination.timeout_seconds,
+            max_attempts=destination.max_attempts,
+            backoff=destination.backoff_seconds,
+        )
+        now = timezone.now()
+        if result.ok:
+            DeliveryBatch.objects.filter(pk=batch.pk).update(
+                status=DeliveryBatch.Status.SENT,
+                attempts=F("attempts") + result.attempts,
+                response_status=result.status,
+                last_error="",
+                sent_at=now,
+                updated_at=now,
+            )
+            ActivationRun.objects.filter(pk=run.pk).update(
+                items_done=F("items_done") + batch.size, sent_count=F("sent_count") + sent
+            )
+            continue
+        DeliveryBatch.objects.filter(pk=batch.pk).update(
+            status=DeliveryBatch.Status.DEAD,
+            attempts=F("attempts") + result.attempts,
+            response_status=result.status,
+            last_error=result.error[:2000],
+            updated_at=now,
+        )
+        raise DeliveryFailed(
+            f"Batch {batch.number} is a dead letter after {result.attempts} tries: {result.error}"
+        )
+
+
+def _batch_body(run: ActivationRun, batch: DeliveryBatch, items: QuerySet) -> tuple[bytes, int]:
+    columns, rows, removals = _item_rows(run, items)
+    records = []
+    for row in rows:
+        record = {"action": row[-1], "cdp_id": row[1]}
+        values = row[3:-1]
+        if columns.contact:
+            record[columns.contact] = values[0]
+            values = values[1:]
+        record["attributes"] = dict(zip(columns.attributes, values, strict=True))
+        records.append(record)
+    for pseudo in removals.values_list("pseudo_id", flat=True):
+        records.append({"action": Action.REMOVE, "cdp_id": pseudo})
+    body = {
+        "activation": run.activation.name,
+        "run": str(run.public_id),
+        "batch": batch.number,
+        "idempotency_key": batch.idempotency_key,
+        "records": records,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), len(records)
+
+
+@transaction.atomic
+def _apply_items_to_snapshot(run: ActivationRun) -> None:
+    items = RunItem._meta.db_table
+    snapshot = ActivationMember._meta.db_table
+    activation_id = run.activation_id
+    _execute_sql(
+        f"DELETE FROM {snapshot} WHERE activation_id = %s AND profile_id IN "
+        f"(SELECT profile_id FROM {items} WHERE run_id = %s)",
+        [activation_id, run.pk],
+    )
+    _execute_sql(
+        f"INSERT INTO {snapshot} (activation_id, profile_id, pseudo_id, row_hash, run_id) "
+        f"SELECT %s, profile_id, pseudo_id, row_hash, %s FROM {items} "
+        f"WHERE run_id = %s AND action IN ('{Action.ADD}', '{Action.UPDATE}')",
+        [activation_id, run.pk, run.pk],
+    )
+    RunItem.objects.filter(run=run).delete()
