@@ -192,9 +192,13 @@ class RunItem(models.Model):
     """One entry of a run's frozen work list; batches are ranges of these ids.
 
     Holds ids and hashes only: attributes are read at send time (and consent checked again).
+    Written in bulk by INSERT ... SELECT, so the run link has no database-level FK check per
+    row (Django still cascades deletes).
     """
 
-    run = models.ForeignKey(ActivationRun, on_delete=models.CASCADE, related_name="items")
+    run = models.ForeignKey(
+        ActivationRun, on_delete=models.CASCADE, related_name="items", db_constraint=False
+    )
     profile_id = models.BigIntegerField()
     pseudo_id = models.CharField(max_length=64)
     row_hash = models.CharField(max_length=32, blank=True)
@@ -254,11 +258,13 @@ class ActivationMember(models.Model):
     its removal notice (pseudonymous id only) can still be sent.
     """
 
-    activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="members")
+    activation = models.ForeignKey(
+        Activation, on_delete=models.CASCADE, related_name="members", db_constraint=False
+    )
     profile_id = models.BigIntegerField()
     pseudo_id = models.CharField(max_length=64)
     row_hash = models.CharField(max_length=32)
-    run = models.ForeignKey(ActivationRun, null=True, on_delete=models.SET_NULL, related_name="+")
+    run_id = models.BigIntegerField(null=True, help_text="The run that last sent this row.")
 
     class Meta:
         constraints = [

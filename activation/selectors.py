@@ -1,33 +1,23 @@
 """Reading for activation: who is eligible, why others are left out, and the rows to send.
 
-All of it is composed into SQL: the member set is a subquery, exclusions are subqueries, the
-contact point is a correlated subquery by source priority, and pseudonymous ids and row hashes
-are computed by the database (activation.db), so the same query feeds a Python stream, an
-``INSERT ... SELECT`` and PostgreSQL's COPY.
+All of it is composed into SQL: the member set is a subquery, exclusions are anti-joins, the
+contact point is one ranked join by source priority, and pseudonymous ids and row hashes are
+computed by the database, so the same query feeds a Python stream, an ``INSERT ... SELECT``
+and PostgreSQL's COPY.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import (
-    CharField,
-    Count,
-    Exists,
-    F,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Value,
-)
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import MD5, Cast, Coalesce, Concat
 
-from activation.db import HmacSha256
+from activation.db import hmac_pads
 from activation.models import Activation, ActivationRun
 from activation.sources import consent_exclusions
-from profiles.models import Identity, Profile
+from profiles.models import DataSource, Identity, Profile, SourceRecord
 
 # Attributes stored as Profile columns; any other name is read from Profile.attributes.
 PROFILE_COLUMNS = ("first_name", "last_name", "email", "phone", "city", "country")
@@ -63,99 +53,156 @@ def _alias(name: str) -> str:
     return f"a_{''.join(ch if ch.isalnum() else '_' for ch in name)}"
 
 
-def contact_point_subquery(id_type: str):
-    """A person's contact point of a type: the valid identity from the highest-priority source
-    (lower DataSource.priority wins), then the most recently updated record, then the newest."""
-    identities = Identity.objects.filter(
-        profile_id=OuterRef("pk"), type=id_type, key__isnull=False
-    ).order_by("source_record__source__priority", "-source_record__updated_at", "-id")
-    return Subquery(identities.values("key")[:1], output_field=CharField())
+@dataclass(frozen=True)
+class Exclusion:
+    """People left out for one reason: those for whom ``exists`` is true (or, with
+    ``when_missing``, false). Kept as a bare EXISTS so PostgreSQL plans it as a semi-join or
+    anti-join, never a per-row subplan."""
+
+    exists: Exists
+    when_missing: bool = False
+
+    def applies(self):
+        return ~self.exists if self.when_missing else self.exists
+
+    def not_applies(self):
+        return self.exists if self.when_missing else ~self.exists
 
 
-def has_contact_point(id_type: str):
-    return Exists(
-        Identity.objects.filter(profile_id=OuterRef("pk"), type=id_type, key__isnull=False)
+def _correlated(ids: QuerySet) -> Exists:
+    """EXISTS over a one-column subquery of profile ids, correlated on the outer ``pk``."""
+    column = (
+        ids.query.values_select[0]
+        if ids.query.values_select
+        else next(iter(ids.query.annotation_select))
     )
+    return Exists(ids.filter(**{column: OuterRef("pk")}))
 
 
-def activation_exclusions(*, activation: Activation, member_ids: QuerySet) -> dict[str, Q]:
-    """{reason: condition on Profile} in counting order, consent reasons first."""
+def activation_exclusions(*, activation: Activation, member_ids: QuerySet) -> dict[str, Exclusion]:
+    """{reason: Exclusion} in counting order, consent reasons first."""
     reasons = {
-        reason: Q(pk__in=ids)
+        reason: Exclusion(_correlated(ids))
         for reason, ids in consent_exclusions(member_ids, activation.destination).items()
     }
     if activation.contact_point:
-        reasons[NO_CONTACT_POINT] = ~Q(has_contact=True)
+        identities = Identity.objects.filter(
+            profile_id=OuterRef("pk"), type=activation.contact_point, key__isnull=False
+        )
+        reasons[NO_CONTACT_POINT] = Exclusion(Exists(identities), when_missing=True)
     return reasons
 
 
-def _candidates(activation: Activation, member_ids: QuerySet) -> QuerySet[Profile]:
+def eligible_profiles(
+    *, activation: Activation, member_ids: QuerySet, contact_joined: bool = False
+) -> QuerySet[Profile]:
+    """Members minus every exclusion: the people this activation may send.
+
+    ``contact_joined``: the caller inner-joins the contact point, which already leaves out
+    people without one, so that test is not repeated.
+    """
     qs = Profile.objects.filter(pk__in=member_ids)
-    if activation.contact_point:
-        qs = qs.annotate(has_contact=has_contact_point(activation.contact_point))
-    return qs
-
-
-def eligible_profiles(*, activation: Activation, member_ids: QuerySet) -> QuerySet[Profile]:
-    """Members minus every exclusion: the people this activation may send."""
-    qs = _candidates(activation, member_ids)
-    for condition in activation_exclusions(activation=activation, member_ids=member_ids).values():
-        qs = qs.exclude(condition)
+    reasons = activation_exclusions(activation=activation, member_ids=member_ids)
+    for reason, exclusion in reasons.items():
+        if not (contact_joined and reason == NO_CONTACT_POINT):
+            qs = qs.filter(exclusion.not_applies())
     return qs
 
 
 def activation_preview(*, activation: Activation, member_ids: QuerySet) -> dict:
-    """Expected count and exclusions by reason, each person counted once (first reason), in
-    one aggregate query."""
+    """Expected count and exclusions by reason; each person is counted under the first reason
+    that applies. One COUNT per reason, each planned as joins."""
+    members = Profile.objects.filter(pk__in=member_ids)
     reasons = activation_exclusions(activation=activation, member_ids=member_ids)
-    aggregates = {"members": Count("pk")}
-    earlier = Q()
-    for i, (_reason, condition) in enumerate(reasons.items()):
-        aggregates[f"r{i}"] = Count("pk", filter=condition & ~earlier if i else condition)
-        earlier = earlier | condition
-    totals = _candidates(activation, member_ids).aggregate(**aggregates)
-    excluded = {reason: totals[f"r{i}"] for i, reason in enumerate(reasons)}
+    excluded = {}
+    earlier: list[Exclusion] = []
+    for reason, exclusion in reasons.items():
+        qs = members.filter(exclusion.applies())
+        for previous in earlier:
+            qs = qs.filter(previous.not_applies())
+        excluded[reason] = qs.count()
+        earlier.append(exclusion)
+    total = members.count()
     return {
-        "members": totals["members"],
+        "members": total,
         "excluded": excluded,
         "excluded_total": sum(excluded.values()),
-        "eligible": totals["members"] - sum(excluded.values()),
+        "eligible": total - sum(excluded.values()),
     }
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """SELECT pid, cdp_id[, contact_value], a_<attribute>... of eligible people, by pid.
+
+    Plain SQL (with params) so it can be streamed, wrapped in INSERT ... SELECT or COPY.
+    """
+
+    sql: str
+    params: tuple
+    columns: Columns
+
+    def hash_sql(self, alias: str = "e") -> tuple[str, list]:
+        """SQL for the MD5 of what is sent (contact and attributes) of row ``alias``."""
+        names = self.columns.value_names[1:]
+        if not names:
+            return "MD5('')", []
+        parts = " || %s || ".join(f"COALESCE({alias}.{n}, '')" for n in names)
+        return f"MD5({parts})", [SEPARATOR] * (len(names) - 1)
+
+
+def hmac_sql(vendor: str, column: str, key: str) -> tuple[str, list]:
+    if vendor == "postgresql":
+        ipad, opad = hmac_pads(key.encode())
+        return (
+            f"encode(sha256(%s::bytea || sha256(%s::bytea || convert_to({column}::text, 'UTF8')))"
+            ", 'hex')",
+            [opad, ipad],
+        )
+    return f"cdp_hmac_sha256(%s, {column})", [key]
 
 
 def activation_rows(
-    *,
-    activation: Activation,
-    member_ids: QuerySet,
-    columns: Columns | None = None,
-    extra: dict | None = None,
-) -> QuerySet:
-    """values_list(pk, cdp_id, row_hash, contact, *attributes, *extra) of eligible people,
-    ordered by pk."""
+    *, activation: Activation, member_ids: QuerySet, columns: Columns | None = None
+) -> RowQuery:
+    """The rows to send: eligible members with their pseudonymous id, contact point (chosen by
+    source priority: lower DataSource.priority, then the most recently updated record, then
+    the newest identity) and attributes. Set-based: the contact point comes from one ranked
+    join over the members' identities, not a per-row subquery."""
     columns = columns or activation_columns(activation)
-    qs = eligible_profiles(activation=activation, member_ids=member_ids)
-    annotations = {
-        "pid": F("pk"),
-        "cdp_id": HmacSha256(Cast("pk", CharField()), key=activation.destination.secret),
-    }
-    names = []
-    if columns.contact:
-        annotations["contact_value"] = contact_point_subquery(columns.contact)
-        names.append("contact_value")
+    annotations = {"pid": F("pk")}
     for attribute in columns.attributes:
-        alias = _alias(attribute)
         if attribute in PROFILE_COLUMNS:
-            annotations[alias] = F(attribute)
+            annotations[_alias(attribute)] = F(attribute)
         else:
-            annotations[alias] = KeyTextTransform(attribute, "attributes")
-        names.append(alias)
-    qs = qs.annotate(**annotations)
-    parts = []
-    for name in names:
-        parts += [Coalesce(Cast(name, CharField()), Value("")), Value(SEPARATOR)]
-    parts = parts or [Value(""), Value("")]
-    qs = qs.annotate(row_hash=MD5(Concat(*parts, output_field=CharField())), **(extra or {}))
-    return qs.values_list("pid", "cdp_id", "row_hash", *names, *(extra or {})).order_by("pk")
+            annotations[_alias(attribute)] = KeyTextTransform(attribute, "attributes")
+    inner = (
+        eligible_profiles(
+            activation=activation, member_ids=member_ids, contact_joined=bool(columns.contact)
+        )
+        .annotate(**annotations)
+        .values(*annotations)
+    )
+    inner_sql, inner_params = inner.query.sql_with_params()
+    id_sql, hmac_params = hmac_sql(connection.vendor, "p.pid", activation.destination.secret)
+    select = [f"p.pid, {id_sql} AS cdp_id"]
+    join_sql, join_params = "", []
+    if columns.contact:
+        member_sql, member_params = member_ids.query.sql_with_params()
+        select.append("c.contact_value")
+        join_sql = (
+            "JOIN (SELECT i.profile_id, i.key AS contact_value, ROW_NUMBER() OVER ("
+            "PARTITION BY i.profile_id ORDER BY s.priority, r.updated_at DESC, i.id DESC) AS rn "
+            f"FROM {Identity._meta.db_table} i "
+            f"JOIN {SourceRecord._meta.db_table} r ON r.id = i.source_record_id "
+            f"JOIN {DataSource._meta.db_table} s ON s.id = r.source_id "
+            f"WHERE i.type = %s AND i.key IS NOT NULL AND i.profile_id IN ({member_sql})) c "
+            "ON c.profile_id = p.pid AND c.rn = 1"
+        )
+        join_params = [columns.contact, *member_params]
+    select += [f"p.{_alias(a)}" for a in columns.attributes]
+    sql = f"SELECT {', '.join(select)} FROM ({inner_sql}) p {join_sql} ORDER BY p.pid"
+    return RowQuery(sql, (*hmac_params, *inner_params, *join_params), columns)
 
 
 def activation_runs_recent(*, activation: Activation, limit: int = 20) -> QuerySet[ActivationRun]:

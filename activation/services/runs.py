@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from activation.models import (
@@ -32,7 +32,7 @@ from activation.models import (
     Destination,
     RunItem,
 )
-from activation.selectors import activation_columns, activation_preview, activation_rows
+from activation.selectors import activation_preview, activation_rows, eligible_profiles
 from activation.services import files
 from activation.sources import segment_member_ids
 from activation.webhook import post_batch
@@ -171,20 +171,18 @@ def _execute(run: ActivationRun, member_ids: QuerySet | None, timings: dict) -> 
 
 def _export_full_file(run: ActivationRun, member_ids: QuerySet, timings: dict) -> None:
     activation = run.activation
-    columns = activation_columns(activation)
-    rows = activation_rows(activation=activation, member_ids=member_ids, columns=columns)
+    rows = activation_rows(activation=activation, member_ids=member_ids)
     ActivationRun.objects.filter(pk=run.pk).update(items_total=run.eligible_count)
-    writer = files.Writer(run=run, header=columns.header)
+    writer = files.Writer(run=run, header=rows.columns.header)
     try:
-        with _timed(timings, "write"):
+        with _timed(timings, "write"), _bulk():
             if files.csv_copy_supported(activation):
-                sql, params = rows.query.sql_with_params()
-                out = ", ".join(f"e.{c}" for c in columns.value_names)
-                written = writer.write_copy(f"SELECT {out} FROM ({sql}) e", params)
+                out = ", ".join(f"e.{c}" for c in rows.columns.value_names)
+                written = writer.write_copy(f"SELECT {out} FROM ({rows.sql}) e", rows.params)
             else:
                 written = 0
-                for chunk in _chunks(rows.iterator(chunk_size=files.CHUNK), files.CHUNK):
-                    written += writer.write_rows(row[1:2] + row[3:] for row in chunk)
+                for chunk in _stream(rows.sql, rows.params):
+                    written += writer.write_rows(row[1:] for row in chunk)
                     ActivationRun.objects.filter(pk=run.pk).update(items_done=written)
             relative = writer.close()
     except BaseException:
@@ -193,15 +191,35 @@ def _export_full_file(run: ActivationRun, member_ids: QuerySet, timings: dict) -
     ActivationRun.objects.filter(pk=run.pk).update(
         file=relative, items_done=written, items_total=written, sent_count=written
     )
-    with _timed(timings, "snapshot"), transaction.atomic():
+    with _timed(timings, "snapshot"), _bulk():
         ActivationMember.objects.filter(activation=activation).delete()
-        sql, params = rows.query.sql_with_params()
+        hash_sql, hash_params = rows.hash_sql()
         _execute_sql(
             f"INSERT INTO {ActivationMember._meta.db_table} "
             "(activation_id, profile_id, pseudo_id, row_hash, run_id) "
-            f"SELECT %s, e.pid, e.cdp_id, e.row_hash, %s FROM ({sql}) e",
-            [activation.pk, run.pk, *params],
+            f"SELECT %s, e.pid, e.cdp_id, {hash_sql}, %s FROM ({rows.sql}) e",
+            [activation.pk, *hash_params, run.pk, *rows.params],
         )
+
+
+@contextmanager
+def _bulk():
+    """One transaction for a big set-based statement; on PostgreSQL without JIT compilation
+    (seconds of compile time for no gain here) and with room to sort in memory."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+                cursor.execute("SET LOCAL work_mem = '64MB'")
+        yield
+
+
+def _stream(sql: str, params, size: int = files.CHUNK):
+    """Chunks of rows from a server-side cursor (PostgreSQL) or a plain cursor (SQLite)."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(size):
+            yield rows
 
 
 def _chunks(iterator, size):
@@ -224,32 +242,38 @@ def _execute_sql(sql: str, params: list) -> int:
 # --- staged runs ----------------------------------------------------------------------------
 
 
-@transaction.atomic
 def _stage(run: ActivationRun, member_ids: QuerySet) -> None:
     """Freeze the work list (set-based) and cut it into batches."""
+    with _bulk():
+        _stage_items(run, member_ids)
+
+
+def _stage_items(run: ActivationRun, member_ids: QuerySet) -> None:
     activation = run.activation
     items = RunItem._meta.db_table
     snapshot = ActivationMember._meta.db_table
     rows = activation_rows(activation=activation, member_ids=member_ids)
-    sql, params = rows.query.sql_with_params()
+    hash_sql, hash_params = rows.hash_sql()
     changed = (
-        "" if run.mode == Activation.Mode.FULL else "WHERE s.id IS NULL OR s.row_hash <> e.row_hash"
+        "" if run.mode == Activation.Mode.FULL else "WHERE s.id IS NULL OR s.row_hash <> h.row_hash"
     )
     _execute_sql(
         f"INSERT INTO {items} (run_id, profile_id, pseudo_id, row_hash, action) "
-        f"SELECT %s, e.pid, e.cdp_id, e.row_hash, "
-        f"CASE WHEN s.id IS NULL THEN '{Action.ADD}' ELSE '{Action.UPDATE}' END "
-        f"FROM ({sql}) e LEFT JOIN {snapshot} s ON s.activation_id = %s AND s.profile_id = e.pid "
-        f"{changed} ORDER BY e.pid",
-        [run.pk, *params, activation.pk],
+        f"SELECT %s, h.pid, h.cdp_id, h.row_hash, "
+        f"CASE WHEN s.id IS NULL THEN '{Action.ADD}' ELSE '{Action.UPDATE}' END FROM "
+        f"(SELECT e.pid, e.cdp_id, {hash_sql} AS row_hash FROM ({rows.sql}) e) h "
+        f"LEFT JOIN {snapshot} s ON s.activation_id = %s AND s.profile_id = h.pid "
+        f"{changed} ORDER BY h.pid",
+        [run.pk, *hash_params, *rows.params, activation.pk],
     )
-    id_sql, id_params = rows.values_list("pid").query.sql_with_params()
+    eligible = eligible_profiles(activation=activation, member_ids=member_ids)
+    id_sql, id_params = eligible.annotate(pid=F("pk")).values("pid").query.sql_with_params()
     _execute_sql(
         f"INSERT INTO {items} (run_id, profile_id, pseudo_id, row_hash, action) "
         f"SELECT %s, s.profile_id, s.pseudo_id, '', '{Action.REMOVE}' FROM {snapshot} s "
-        f"LEFT JOIN ({id_sql}) e ON e.pid = s.profile_id "
-        "WHERE s.activation_id = %s AND e.pid IS NULL ORDER BY s.profile_id",
-        [run.pk, *id_params, activation.pk],
+        "WHERE s.activation_id = %s AND NOT EXISTS "
+        f"(SELECT 1 FROM ({id_sql}) e WHERE e.pid = s.profile_id) ORDER BY s.profile_id",
+        [run.pk, activation.pk, *id_params],
     )
     counts = RunItem.objects.filter(run=run).aggregate(
         total=Count("id"),
@@ -286,34 +310,31 @@ def _stage(run: ActivationRun, member_ids: QuerySet) -> None:
 
 
 def _item_rows(run: ActivationRun, items: QuerySet):
-    """(columns, rows to upsert ending with their action, removals) for a set of items, read
-    now, so consent is checked again at send time."""
+    """(columns, SQL of rows to upsert ending with their action, params, removals) for a set
+    of items, read now, so consent is checked again at send time."""
     activation = run.activation
-    columns = activation_columns(activation)
-    upserts = items.filter(action__in=[Action.ADD, Action.UPDATE])
-    action = Subquery(
-        RunItem.objects.filter(run=run, profile_id=OuterRef("pk")).values("action")[:1]
+    upserts = items.filter(action__in=[Action.ADD, Action.UPDATE]).values("profile_id")
+    rows = activation_rows(activation=activation, member_ids=upserts)
+    sql = (
+        f"SELECT e.*, it.action FROM ({rows.sql}) e JOIN {RunItem._meta.db_table} it "
+        "ON it.run_id = %s AND it.profile_id = e.pid ORDER BY e.pid"
     )
-    rows = activation_rows(
-        activation=activation,
-        member_ids=upserts.values("profile_id"),
-        columns=columns,
-        extra={"run_action": action},
-    )
-    return columns, rows, items.filter(action=Action.REMOVE).order_by("id")
+    removals = items.filter(action=Action.REMOVE).order_by("id")
+    return rows.columns, sql, [*rows.params, run.pk], removals
 
 
 def _export_items_file(run: ActivationRun) -> None:
     """Changes-only file: one line per added / updated person, then one per removal."""
     items = RunItem.objects.filter(run=run)
-    columns, rows, removals = _item_rows(run, items)
+    columns, sql, params, removals = _item_rows(run, items)
     header = ["action", *columns.header]
     writer = files.Writer(run=run, header=header)
     blanks = ("",) * (len(header) - 2)
     written = 0
     try:
-        for chunk in _chunks(rows.iterator(chunk_size=files.CHUNK), files.CHUNK):
-            written += writer.write_rows((row[-1], row[1], *row[3:-1]) for row in chunk)
+        with _bulk():
+            for chunk in _stream(sql, params):
+                written += writer.write_rows((row[-1], *row[1:-1]) for row in chunk)
             ActivationRun.objects.filter(pk=run.pk).update(items_done=written)
         for chunk in _chunks(removals.values_list("pseudo_id", flat=True).iterator(), files.CHUNK):
             written += writer.write_rows((Action.REMOVE, pseudo, *blanks) for pseudo in chunk)
@@ -370,11 +391,14 @@ def _deliver_batches(run: ActivationRun) -> None:
 
 
 def _batch_body(run: ActivationRun, batch: DeliveryBatch, items: QuerySet) -> tuple[bytes, int]:
-    columns, rows, removals = _item_rows(run, items)
+    columns, sql, params, removals = _item_rows(run, items)
     records = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()  # one batch
     for row in rows:
         record = {"action": row[-1], "cdp_id": row[1]}
-        values = row[3:-1]
+        values = row[2:-1]
         if columns.contact:
             record[columns.contact] = values[0]
             values = values[1:]
