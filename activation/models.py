@@ -7,10 +7,12 @@ which changes-only runs compute added / updated / removed set-based.
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -76,6 +78,27 @@ class Destination(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from activation.webhook import url_problem
+
+        if self.kind == self.Kind.WEBHOOK:
+            if not self.url:
+                raise ValidationError({"url": "A webhook needs its URL."})
+            problem = url_problem(self.url)
+            if problem:
+                raise ValidationError({"url": problem})
+        if self.kind == self.Kind.FILE and not self.file_format:
+            raise ValidationError({"file_format": "Choose CSV or JSON Lines."})
+        if ".." in self.folder.split("/"):
+            raise ValidationError({"folder": "The folder must stay inside the export storage."})
+        if self.batch_size < 1 or self.batch_size > 10000:
+            raise ValidationError({"batch_size": "Between 1 and 10,000 people per batch."})
+        if self.max_attempts < 1:
+            raise ValidationError({"max_attempts": "At least one try."})
+
+
+ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[a-z0-9_]+)?$")
+
 
 class Activation(models.Model):
     """A segment sent to a destination with chosen attributes, contact point, schedule and mode."""
@@ -119,6 +142,14 @@ class Activation(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.attributes, list) or not all(
+            isinstance(a, str) and ATTRIBUTE_NAME.match(a) for a in self.attributes
+        ):
+            raise ValidationError(
+                {"attributes": "A list of attribute names, e.g. first_name or trait:tier."}
+            )
 
 
 class ActivationRun(models.Model):

@@ -16,7 +16,7 @@ from django.db.models.fields.json import KeyTextTransform
 
 from activation.db import hmac_pads
 from activation.models import Activation, ActivationRun
-from activation.sources import consent_exclusions
+from activation.sources import consent_exclusions, segment_member_ids
 from profiles.models import DataSource, Identity, Profile, SourceRecord
 
 # Attributes stored as Profile columns; any other name is read from Profile.attributes.
@@ -203,6 +203,38 @@ def activation_rows(
     select += [f"p.{_alias(a)}" for a in columns.attributes]
     sql = f"SELECT {', '.join(select)} FROM ({inner_sql}) p {join_sql} ORDER BY p.pid"
     return RowQuery(sql, (*hmac_params, *inner_params, *join_params), columns)
+
+
+REASON_LABELS = {
+    "suppressed": "Erased or on the suppression list",
+    "restricted": "Processing restricted",
+    "no_consent": "No consent for the destination's purpose",
+    "opted_out_of_sale": "Opted out of sale or sharing (e.g. GPC)",
+    NO_CONTACT_POINT: "No usable contact point",
+}
+
+
+def activation_overview(*, activation: Activation) -> dict:
+    """What the activation page shows before a run: expected count, exclusions by reason (as
+    they would be now), the last successful run and the run history."""
+    preview, problem = None, ""
+    try:
+        member_ids = segment_member_ids(getattr(activation, "segment", None))
+    except NotImplementedError as exc:
+        problem = str(exc)
+    else:
+        preview = activation_preview(activation=activation, member_ids=member_ids)
+        preview["excluded_rows"] = [
+            (REASON_LABELS.get(reason, reason), count)
+            for reason, count in preview["excluded"].items()
+        ]
+    return {
+        "preview": preview,
+        "preview_problem": problem,
+        "last_success": activation_last_success(activation=activation),
+        "runs": list(activation_runs_recent(activation=activation)),
+        "snapshot_size": activation.members.count(),
+    }
 
 
 def activation_runs_recent(*, activation: Activation, limit: int = 20) -> QuerySet[ActivationRun]:
