@@ -98,7 +98,25 @@ def normalize_phone(raw: object, region: str | None) -> IdentifierKey:
         return IdentifierKey(None, f"not a phone number: {exc}")
     if not phonenumbers.is_valid_number(number):
         return IdentifierKey(None, "not a valid number for its country")
+    if _national_starts_with_country_code(text, region, number):
+        return IdentifierKey(None, "ambiguous: a national number that starts with its country code")
     return IdentifierKey(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _national_starts_with_country_code(text: str, region: str | None, number) -> bool:
+    """True when a number written without + or 00 starts with its region's country code.
+
+    "49 30 1234567" with region DE may be +49 30 1234567 missing its +, or a national number
+    that happens to start with 49; phonenumbers would pick one, so the key is withheld. Where
+    the national (trunk) prefix is the country code itself (NANP: 1), there is no ambiguity.
+    """
+    if region is None or text.startswith(("+", "00")):
+        return False
+    digits = re.sub(r"\D", "", text)
+    code = str(phonenumbers.country_code_for_region(region))
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    trunk = (metadata.national_prefix or "") if metadata else ""
+    return digits.startswith(code) and not code.startswith(trunk or "-") and len(digits) > 8
 
 
 def normalize_id(raw: object) -> str:
@@ -130,6 +148,39 @@ def is_placeholder(key: str) -> bool:
     return False
 
 
+GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+# Local parts of shared mailboxes: they name a team, not a person, and never link automatically.
+ROLE_MAILBOXES = frozenset(
+    {
+        "admin", "administrator", "billing", "contact", "customerservice", "enquiries",
+        "hello", "help", "hi", "info", "inquiries", "mail", "marketing", "news",
+        "newsletter", "no-reply", "noreply", "do-not-reply", "donotreply", "office",
+        "orders", "postmaster", "sales", "service", "support", "team", "webmaster",
+    }
+)  # fmt: skip
+
+
+def email_match_key(address: str) -> str:
+    """The match form of a normalised address: Gmail's own rules, for Gmail only.
+
+    Gmail ignores dots in the local part and everything after a +, and googlemail.com is the
+    same mailbox as gmail.com. Other providers treat dots and + differently (a dot is
+    significant at most), so their addresses are left exactly as they are.
+    """
+    local, _, domain = address.rpartition("@")
+    if domain not in GMAIL_DOMAINS:
+        return address
+    local = local.split("+", 1)[0].replace(".", "")
+    return f"{local}@gmail.com" if local else address
+
+
+def is_role_mailbox(address: str) -> bool:
+    """True for info@, team@, support@ ... addresses (a +tag or dots do not hide them)."""
+    local = address.rpartition("@")[0].split("+", 1)[0]
+    return local in ROLE_MAILBOXES or local.replace(".", "").replace("_", "-") in ROLE_MAILBOXES
+
+
 def identifier_key(id_type: str, raw: object, *, region: str | None = None) -> IdentifierKey:
     """The match key for an identifier of a type, with the placeholder rule applied.
 
@@ -137,7 +188,7 @@ def identifier_key(id_type: str, raw: object, *, region: str | None = None) -> I
     never raise: what cannot be a key is returned without one, flagged.
     """
     if id_type == IdentifierTypes.EMAIL:
-        key = normalize_email(raw)
+        key = email_match_key(normalize_email(raw))
     elif id_type == IdentifierTypes.PHONE:
         result = normalize_phone(raw, region)
         if result.key is None:
@@ -150,3 +201,92 @@ def identifier_key(id_type: str, raw: object, *, region: str | None = None) -> I
     if is_placeholder(key):
         return IdentifierKey(None, "placeholder value")
     return IdentifierKey(key)
+
+
+# ---- Matching normalisation: names, addresses, dates (fuzzy matching compares these forms) ----
+
+_GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
+_NON_WORD_RE = re.compile(r"[^0-9a-z]+")
+
+# Street types and their abbreviations, English and German, folded to one spelling.
+STREET_TYPES = {
+    "st": "street", "str": "strasse", "straße": "strasse", "rd": "road", "ave": "avenue",
+    "av": "avenue", "blvd": "boulevard", "dr": "drive", "ln": "lane", "ct": "court",
+    "crt": "court", "pl": "place", "sq": "square", "hwy": "highway", "pde": "parade",
+    "cres": "crescent", "cr": "crescent", "tce": "terrace", "ter": "terrace", "cl": "close",
+    "pkwy": "parkway", "cir": "circle", "mt": "mount", "apt": "apartment", "ste": "suite",
+}  # fmt: skip
+
+
+def fold_text(value: object) -> str:
+    """Case, German transliteration (ä/ae ö/oe ü/ue ß/ss), then other diacritics removed.
+
+    Applied to both sides, so Müller, MUELLER and mueller share one form; Zoë and Zoe too.
+    Punctuation becomes a space; runs of spaces become one.
+    """
+    text = clean_text(value).lower().translate(_GERMAN)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return " ".join(_NON_WORD_RE.sub(" ", text).split())
+
+
+def normalize_name(value: object) -> str:
+    """A person's or a place's name in match form (see ``fold_text``)."""
+    return fold_text(value)
+
+
+def normalize_address(value: object) -> str:
+    """A street address in match form: folded, street types spelled out.
+
+    "Hauptstr. 5", "Hauptstraße 5" and "HAUPTSTRASSE 5" share one form, as do "12 Kent St"
+    and "12 kent street".
+    """
+    words = []
+    for word in fold_text(value).split():
+        if word in STREET_TYPES:
+            word = STREET_TYPES[word]
+        elif word.endswith("str") and len(word) > 5:
+            word = word[:-3] + "strasse"
+        words.append(word)
+    return " ".join(words)
+
+
+_DATE_FORMATS = (
+    (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?"), "ymd"),
+    (re.compile(r"(\d{4})(\d{2})(\d{2})"), "ymd"),
+    (re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"), "ymd"),
+    (re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})"), "dmy"),
+    (re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})"), "either"),
+)
+
+
+def normalize_date(value: object) -> str:
+    """A calendar date as YYYY-MM-DD, or "" when it cannot be read without guessing.
+
+    ISO (with or without a time), YYYYMMDD, DD.MM.YYYY; D/M/YYYY or M/D/YYYY only when one of
+    the two numbers is over 12, so 03/04/1990 (March or April?) is no evidence at all.
+    """
+    import datetime as _dt
+
+    text = clean_text(value)
+    for pattern, order in _DATE_FORMATS:
+        match = pattern.fullmatch(text)
+        if not match:
+            continue
+        a, b, c = (int(part) for part in match.groups())
+        if order == "ymd":
+            year, month, day = a, b, c
+        elif order == "dmy" or a > 12 >= b:
+            day, month, year = a, b, c
+        elif b > 12 >= a:
+            month, day, year = a, b, c
+        elif a == b:
+            day = month = a
+            year = c
+        else:
+            return ""
+        try:
+            return _dt.date(year, month, day).isoformat()
+        except ValueError:
+            return ""
+    return ""

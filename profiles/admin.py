@@ -17,7 +17,6 @@ from profiles.models import (
     FieldMapping,
     Identity,
     ImportRun,
-    MergeLog,
     Profile,
     ProfileRedirect,
     RawRecord,
@@ -310,19 +309,11 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(MergeLog)
-class MergeLogAdmin(admin.ModelAdmin):
-    list_display = ("id", "survivor", "merged_ids", "reason", "created_at")
-    list_select_related = ("survivor",)
-    raw_id_fields = ("survivor",)
-    readonly_fields = ("survivor", "merged_ids", "reason", "snapshot", "created_at")
-
-    def has_add_permission(self, request):
-        return False
-
-
 @admin.register(ProfileRedirect)
 class ProfileRedirectAdmin(admin.ModelAdmin):
     list_display = ("old_id", "profile", "created_at")
     search_fields = ("=old_id",)
     raw_id_fields = ("profile",)
+
+
+from profiles import admin_resolution  # noqa: E402, F401  (registers the resolution admin)

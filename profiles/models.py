@@ -318,12 +318,254 @@ class MergeLog(models.Model):
     merged_ids = models.JSONField(help_text="Ids of the profiles absorbed.")
     reason = models.CharField(max_length=200)
     snapshot = models.JSONField(
-        help_text="Each absorbed profile's fields and the ids of its source records."
+        help_text="Each absorbed profile's fields and the ids of its records, identities, events."
     )
     created_at = models.DateTimeField(default=timezone.now)
+    survivor_snapshot = models.JSONField(
+        default=dict, blank=True, help_text="The survivor's own fields before the merge."
+    )
+    extensions = models.JSONField(
+        default=dict, blank=True, help_text="What other apps (consent ...) saved to undo it."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    unmerged_at = models.DateTimeField(null=True, blank=True)
+    unmerged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Merge into #{self.survivor_id}: {self.merged_ids}"
+
+
+class SurvivorshipStrategy(models.TextChoices):
+    SOURCE_PRIORITY = "source_priority", "Source priority, then most recent"
+    MOST_RECENT = "most_recent", "Most recent (by event time)"
+    MOST_FREQUENT = "most_frequent", "Most frequent, then source priority"
+
+
+class Ruleset(models.Model):
+    """How records are matched: OR'ed match rules, score thresholds, guards and survivorship.
+
+    The active ruleset is used by every run; any other can be dry-run to see what it would do.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=False, help_text="The published ruleset.")
+    auto_threshold = models.FloatField(
+        default=16.0, help_text="Total score at or above which a matching pair merges."
+    )
+    review_threshold = models.FloatField(
+        default=7.0, help_text="Total score at or above which a pair is suggested for review."
+    )
+    block_cap = models.PositiveIntegerField(
+        default=200, help_text="Blocks larger than this are not compared (reported)."
+    )
+    identifier_cap = models.PositiveIntegerField(
+        default=20,
+        help_text="An identifier value shared by more source records stops linking (reported).",
+    )
+    survivorship_default = models.CharField(
+        max_length=20,
+        choices=SurvivorshipStrategy.choices,
+        default=SurvivorshipStrategy.SOURCE_PRIORITY,
+    )
+    survivorship_overrides = models.JSONField(
+        default=dict, blank=True, help_text='Per attribute, e.g. {"city": "most_frequent"}.'
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-is_active", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=models.Q(is_active=True),
+                name="one_active_ruleset",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name + (" (active)" if self.is_active else "")
+
+
+class MatchRule(models.Model):
+    """One match rule of a ruleset: all its criteria must hold (rules are OR'ed)."""
+
+    ruleset = models.ForeignKey(Ruleset, on_delete=models.CASCADE, related_name="rules")
+    name = models.CharField(max_length=200)
+    position = models.PositiveSmallIntegerField(default=0)
+    is_enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["ruleset", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MatchCriterion(models.Model):
+    """A field compared by a method; blank never matches blank unless said so."""
+
+    class Method(models.TextChoices):
+        EXACT = "exact", "Exact"
+        EXACT_NORMALISED = "exact_normalised", "Exact (normalised)"
+        FUZZY_HIGH = "fuzzy_high", "Fuzzy: high (≥ 0.92)"
+        FUZZY_MEDIUM = "fuzzy_medium", "Fuzzy: medium (≥ 0.85)"
+        FUZZY_LOW = "fuzzy_low", "Fuzzy: low (≥ 0.75)"
+
+    class Scorer(models.TextChoices):
+        DEFAULT = "default", "The field's default"
+        JARO_WINKLER = "jaro_winkler", "Jaro-Winkler"
+        RATIO = "ratio", "ratio (thefuzz)"
+        PARTIAL_RATIO = "partial_ratio", "partial_ratio (thefuzz)"
+        TOKEN_SORT_RATIO = "token_sort_ratio", "token_sort_ratio (thefuzz)"
+        TOKEN_SET_RATIO = "token_set_ratio", "token_set_ratio (thefuzz)"
+
+    class Field(models.TextChoices):
+        FIRST_NAME = "first_name", "First name"
+        LAST_NAME = "last_name", "Last name"
+        BIRTH_DATE = "birth_date", "Birth date"
+        EMAIL = "email", "E-mail"
+        PHONE = "phone", "Phone"
+        STREET = "street", "Street"
+        STREET2 = "street2", "Street (line 2)"
+        POSTCODE = "postcode", "Postcode"
+        CITY = "city", "City"
+        STATE = "state", "State"
+        CUSTOMER_ID = "customer_id", "Customer number"
+        USER_ID = "user_id", "User id"
+
+    rule = models.ForeignKey(MatchRule, on_delete=models.CASCADE, related_name="criteria")
+    field = models.CharField(max_length=30, choices=Field.choices)
+    method = models.CharField(
+        max_length=20, choices=Method.choices, default=Method.EXACT_NORMALISED
+    )
+    scorer = models.CharField(max_length=20, choices=Scorer.choices, default=Scorer.DEFAULT)
+    blank_matches_blank = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "match criteria"
+        ordering = ["rule", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.method}"
+
+
+class ResolutionRun(models.Model):
+    """One full resolution run (or dry run) of a ruleset: progress, counts and its report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ruleset = models.ForeignKey(Ruleset, on_delete=models.PROTECT, related_name="runs")
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    step = models.CharField(max_length=100, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{'Dry run' if self.dry_run else 'Run'} #{self.pk} of {self.ruleset}"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.progress_total:
+            return 100 if self.status == self.Status.SUCCEEDED else 0
+        return min(100, round(100 * self.progress_done / self.progress_total))
+
+
+class MergeSuggestion(models.Model):
+    """A pair of profiles that may be one person, for a data steward, with the score's parts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        SKIPPED = "skipped", "Skipped"
+
+    # No database constraint: the decision stays on record after a merge removes one side.
+    left = models.ForeignKey(
+        Profile, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    right = models.ForeignKey(
+        Profile, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    score = models.FloatField()
+    field_scores = models.JSONField(
+        default=dict, help_text="Per field: similarity (0..1 or null = missing) and contribution."
+    )
+    rule = models.CharField(max_length=200, blank=True)
+    reasons = models.JSONField(default=list, blank=True, help_text="Why it did not merge itself.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    run = models.ForeignKey(
+        ResolutionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    merge_log = models.ForeignKey(
+        "MergeLog", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-score", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["left", "right"],
+                condition=models.Q(status="pending"),
+                name="one_pending_suggestion_per_pair",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-score", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.left_id} ~ #{self.right_id} ({self.score:g})"
+
+
+class DoNotMerge(models.Model):
+    """Two profiles a steward said are different people; every later run honours it."""
+
+    left_id = models.BigIntegerField()
+    right_id = models.BigIntegerField()
+    reason = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "do-not-merge pair"
+        constraints = [
+            models.UniqueConstraint(fields=["left_id", "right_id"], name="uniq_do_not_merge"),
+            models.CheckConstraint(
+                condition=models.Q(left_id__lt=models.F("right_id")), name="do_not_merge_ordered"
+            ),
+        ]
+        indexes = [models.Index(fields=["right_id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.left_id} ≠ #{self.right_id}"

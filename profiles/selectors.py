@@ -66,3 +66,30 @@ def headline_counts() -> list[tuple[str, int, str]]:
             "admin:profiles_rawrecord_changelist",
         ),
     ]
+
+
+def merge_suggestion_sides(*, suggestion) -> list[dict]:
+    """Both profiles of a suggestion: attributes with their source, identities, recent events."""
+    sides = []
+    for profile_id in (suggestion.left_id, suggestion.right_id):
+        profile = profile_detail_queryset().filter(pk=profile_id).first()
+        if profile is None:
+            sides.append({"id": profile_id, "missing": True})
+            continue
+        records = {sr.pk: sr for sr in profile.source_records.all()}
+        attributes = []
+        for name, value in profile.attributes.items():
+            record = records.get(profile.attribute_sources.get(name))
+            source = f"{record.source.name} {record.external_key}" if record else "?"
+            attributes.append({"name": name, "value": value, "source": source})
+        sides.append(
+            {
+                "id": profile.pk,
+                "profile": profile,
+                "attributes": attributes,
+                "identities": list(profile.identities.all()),
+                "events": list(profile_recent_events(profile=profile, limit=10)),
+                "event_count": profile.event_count,
+            }
+        )
+    return sides

@@ -1,179 +1,440 @@
-"""Exact identity resolution: source records that share a normalised identity are one profile.
+"""Identity resolution: exact links at once, fuzzy matching in full runs, suggestions.
 
-Runs on every import batch and API message for the records that changed. The invariant it keeps:
-no two profiles share an identity key, so one hop from the changed records finds every profile
-they touch. A merge keeps the oldest (lowest) id, records a redirect for the others and a
-snapshot in MergeLog so it can be undone.
+Exact resolution runs on every import batch and API message for the records that changed:
+records sharing a normalised identity are one person, subject to guards (placeholders have no
+key; role mailboxes and identifier values shared by more records than the ruleset's cap never
+link; a conflicting user id or birth date blocks the link). A new record that matches two
+existing profiles joins the better one (by match score) and the two profiles become a
+MergeSuggestion; existing profiles are never merged by a bridging record.
+
+Full runs (``resolution_run_execute``, a django-q2 job) score fuzzy candidates found by blocking
+(profiles/matching.py), merge above the ruleset's upper threshold and suggest in the review band;
+do-not-merge pairs are honoured. A dry run reports what a ruleset would do without writing.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from cdp.audit import audit_record
+from cdp.jobs import job_enqueue
+from cdp.normalize import IdentifierTypes, is_role_mailbox
+from profiles import matching
 from profiles.models import (
-    Event,
+    DoNotMerge,
     Identity,
     MergeLog,
+    MergeSuggestion,
     Profile,
     ProfileRedirect,
+    ResolutionRun,
+    Ruleset,
     SourceRecord,
 )
+from profiles.services.merging import profiles_merge
 from profiles.services.records import profile_links_sync
 from profiles.services.survivorship import profile_attributes_refresh
 
+__all__ = ["profiles_merge", "profiles_resolve", "profile_resolve_id", "resolution_run_create"]
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[tuple[str, int], tuple[str, int]] = {}
+MATCH_ID_TYPES = (
+    IdentifierTypes.EMAIL,
+    IdentifierTypes.PHONE,
+    IdentifierTypes.USER_ID,
+    IdentifierTypes.CUSTOMER_ID,
+)
+MATCH_ATTRIBUTES = (
+    "first_name", "last_name", "birth_date", "street", "street2", "postcode", "city", "state",
+)  # fmt: skip
 
-    def find(self, node: tuple[str, int]) -> tuple[str, int]:
-        self.parent.setdefault(node, node)
-        root = node
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[node] != root:
-            self.parent[node], node = root, self.parent[node]
-        return root
 
-    def union(self, a: tuple[str, int], b: tuple[str, int]) -> None:
+# ------------------------------------------------------------------ rulesets
+
+
+def ruleset_active() -> Ruleset | None:
+    return Ruleset.objects.filter(is_active=True).first()
+
+
+def ruleset_spec(ruleset: Ruleset | None) -> matching.Spec:
+    """The ruleset as plain values for the pure matching functions (defaults without one)."""
+    if ruleset is None:
+        return matching.DEFAULT_SPEC
+    rules = []
+    for rule in ruleset.rules.filter(is_enabled=True).prefetch_related("criteria"):
+        criteria = tuple(
+            matching.Criterion(c.field, c.method, c.scorer, c.blank_matches_blank)
+            for c in rule.criteria.all()
+        )
+        if criteria:
+            rules.append(matching.Rule(rule.name, criteria))
+    return matching.Spec(
+        rules=tuple(rules),
+        auto_threshold=ruleset.auto_threshold,
+        review_threshold=ruleset.review_threshold,
+        block_cap=ruleset.block_cap,
+    )
+
+
+# ------------------------------------------------------------------ match records
+
+
+def _match_record(record_id: int, attributes: dict, keys: dict[str, str]) -> dict:
+    record = {"id": record_id}
+    for name in MATCH_ATTRIBUTES:
+        record[name] = attributes.get(name) or ""
+    for id_type in MATCH_ID_TYPES:
+        record[id_type] = keys.get(id_type, "")
+    return record
+
+
+def profile_match_records(*, profile_ids: list[int] | None = None, chunk: int = 5000):
+    """Plain match records of profiles (all when ``profile_ids`` is None), in chunks."""
+    if profile_ids is None:
+        base = Profile.objects.order_by("pk")
+        last = 0
+        while True:
+            rows = list(base.filter(pk__gt=last).values_list("pk", "attributes")[:chunk])
+            if not rows:
+                return
+            yield from _with_keys(rows)
+            last = rows[-1][0]
+    else:
+        for start in range(0, len(profile_ids), chunk):
+            rows = Profile.objects.filter(pk__in=profile_ids[start : start + chunk]).values_list(
+                "pk", "attributes"
+            )
+            yield from _with_keys(list(rows))
+
+
+def _with_keys(rows: list[tuple[int, dict]]) -> list[dict]:
+    keys: dict[int, dict[str, str]] = defaultdict(dict)
+    identities = (
+        Identity.objects.filter(
+            profile_id__in=[pk for pk, _ in rows], type__in=MATCH_ID_TYPES, key__isnull=False
+        )
+        .order_by("profile_id", "type", "id")
+        .values_list("profile_id", "type", "key")
+    )
+    for profile_id, id_type, key in identities:
+        keys[profile_id].setdefault(id_type, key)
+    return [_match_record(pk, attributes or {}, keys[pk]) for pk, attributes in rows]
+
+
+def _strong(record: dict) -> dict[str, str]:
+    return {
+        "user_id": record.get("user_id", ""),
+        "birth_date": matching.normalise_field("birth_date", record.get("birth_date")),
+        "first_name": matching.normalise_field("first_name", record.get("first_name")),
+        "last_name": matching.normalise_field("last_name", record.get("last_name")),
+        "customer_id": (record.get("customer_id") or "").lower(),
+        "email": (record.get("email") or "").lower(),
+    }
+
+
+# ------------------------------------------------------------------ suggestions
+
+
+def do_not_merge_pairs(ids: list[int] | None = None) -> set[tuple[int, int]]:
+    rows = DoNotMerge.objects.all()
+    if ids is not None:
+        rows = rows.filter(Q(left_id__in=ids) | Q(right_id__in=ids))
+    return set(rows.values_list("left_id", "right_id"))
+
+
+def suggestions_upsert(*, suggestions: list[dict], run: ResolutionRun | None = None) -> int:
+    """Create pending suggestions (left < right) unless do-not-merge; refresh existing ones."""
+    if not suggestions:
+        return 0
+    ids = {s["left"] for s in suggestions} | {s["right"] for s in suggestions}
+    dnm = do_not_merge_pairs(list(ids))
+    pending = {
+        (s.left_id, s.right_id): s
+        for s in MergeSuggestion.objects.filter(
+            status=MergeSuggestion.Status.PENDING, left_id__in=ids
+        )
+    }
+    live = set(Profile.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    created, refreshed, seen = [], [], set()
+    for item in suggestions:
+        pair = matching.pair_key(item["left"], item["right"])
+        if pair in dnm or pair in seen or not set(pair) <= live:
+            continue
+        seen.add(pair)
+        fields = {
+            "score": item["score"],
+            "field_scores": item["fields"],
+            "rule": item["rule"][:200],
+        }
+        fields["reasons"] = item.get("reasons", [])
+        if pair in pending:
+            suggestion = pending[pair]
+            for name, value in fields.items():
+                setattr(suggestion, name, value)
+            refreshed.append(suggestion)
+        else:
+            created.append(MergeSuggestion(left_id=pair[0], right_id=pair[1], run=run, **fields))
+    MergeSuggestion.objects.bulk_create(created, batch_size=1000)
+    MergeSuggestion.objects.bulk_update(
+        refreshed, ["score", "field_scores", "rule", "reasons"], batch_size=500
+    )
+    return len(created)
+
+
+def _score_profile_pairs(pairs: list[tuple[int, int]], spec: matching.Spec) -> list[dict]:
+    """Score pairs of profiles (for suggestions made outside a full run)."""
+    if not pairs:
+        return []
+    ids = sorted({p for pair in pairs for p in pair})
+    records = list(profile_match_records(profile_ids=ids))
+    table = matching.table_build(records)
+    index = {pk: k for k, pk in enumerate(table.ids)}
+    import numpy as np
+
+    known = [(a, b) for a, b in pairs if a in index and b in index]
+    arr = np.array([(index[a], index[b]) for a, b in known], dtype=np.int64).reshape(-1, 2)
+    scores = matching.pairs_score(table, arr, spec)
+    out = []
+    for k, (a, b) in enumerate(known):
+        rule = int(scores.rule[k])
+        out.append(
+            {
+                "left": a,
+                "right": b,
+                "score": float(scores.total[k]),
+                "fields": scores.explain(k),
+                "rule": spec.rules[rule].name if rule >= 0 else "",
+                "reasons": [],
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------ exact resolution
+
+
+class _Components:
+    """Union-find over changed records that keeps each component's strong values."""
+
+    def __init__(self, strong: dict[int, dict[str, str]]) -> None:
+        self.parent = {r: r for r in strong}
+        self.members = {r: [r] for r in strong}
+        self.strong = strong
+        self.vetoed: list[tuple[int, int]] = []
+
+    def find(self, r: int) -> int:
+        while self.parent[r] != r:
+            self.parent[r] = self.parent[self.parent[r]]
+            r = self.parent[r]
+        return r
+
+    def conflicts(self, ra: int, rb: int, others: list[dict] | None = None) -> list[str]:
+        left = [self.strong[m] for m in self.members[ra]]
+        right = others if others is not None else [self.strong[m] for m in self.members[rb]]
+        for a in left:
+            for b in right:
+                reasons = matching.strong_conflicts(a, b)
+                if reasons:
+                    return reasons
+        return []
+
+    def union(self, a: int, b: int) -> bool:
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[rb] = ra
+        if ra == rb:
+            return True
+        if self.conflicts(ra, rb):
+            self.vetoed.append((a, b))
+            return False
+        self.parent[rb] = ra
+        self.members[ra].extend(self.members.pop(rb))
+        return True
+
+
+def linkable_keys(*, keys: set[tuple[str, str]], cap: int) -> tuple[set, list[tuple]]:
+    """Keys that may link: not a role mailbox, not shared by more than ``cap`` records.
+
+    Returns (linkable keys, [(type, key, record count)] of overshared ones). Counts in SQL.
+    """
+    allowed = {(t, k) for t, k in keys if not (t == IdentifierTypes.EMAIL and is_role_mailbox(k))}
+    overshared = []
+    key_values = sorted({k for _, k in allowed})
+    for start in range(0, len(key_values), 2000):
+        rows = (
+            Identity.objects.filter(key__in=key_values[start : start + 2000])
+            .values("type", "key")
+            .annotate(n=Count("source_record_id", distinct=True))
+            .filter(n__gt=cap)
+        )
+        for row in rows:
+            if (row["type"], row["key"]) in allowed:
+                allowed.discard((row["type"], row["key"]))
+                overshared.append((row["type"], row["key"], row["n"]))
+    return allowed, overshared
 
 
 @transaction.atomic
 def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
-    """Give each of these source records its profile; merge profiles they prove are one person.
+    """Give each of these source records its profile by exact, guarded identity links.
 
-    Returns counts: profiles created, records assigned, profiles merged away.
+    Returns counts: profiles created, records assigned, profiles merged (always 0 here: a record
+    bridging two profiles joins the better one and the pair becomes a suggestion).
     """
     ids = list(dict.fromkeys(source_record_ids))
     if not ids:
         return {"created": 0, "assigned": 0, "merged": 0}
-    uf = _UnionFind()
+    ruleset = ruleset_active()
+    spec = ruleset_spec(ruleset)
+    cap = ruleset.identifier_cap if ruleset else 20
     current: dict[int, int | None] = {}
+    attributes: dict[int, dict] = {}
     for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        current.update(SourceRecord.objects.filter(pk__in=chunk).values_list("id", "profile_id"))
-    for sr_id, profile_id in current.items():
-        uf.find(("r", sr_id))
-        if profile_id:
-            uf.union(("r", sr_id), ("p", profile_id))
-
-    own_keys: dict[str, set[str]] = defaultdict(set)  # key -> types, among the changed records
-    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+        rows = SourceRecord.objects.filter(pk__in=ids[start : start + 5000]).values_list(
+            "id", "profile_id", "attributes"
+        )
+        for sr_id, profile_id, attrs in rows:
+            current[sr_id], attributes[sr_id] = profile_id, attrs or {}
+    record_keys: dict[int, dict[str, str]] = defaultdict(dict)
+    all_keys: set[tuple[str, str]] = set()
     for start in range(0, len(ids), 5000):
         rows = Identity.objects.filter(
             source_record_id__in=ids[start : start + 5000], key__isnull=False
         ).values_list("source_record_id", "type", "key")
         for sr_id, id_type, key in rows:
-            own_keys[key].add(id_type)
-            by_key[(id_type, key)].append(sr_id)
+            record_keys[sr_id].setdefault(id_type, key)
+            record_keys[sr_id][f"{id_type}:{key}"] = key
+            all_keys.add((id_type, key))
+    links, _overshared = linkable_keys(keys=all_keys, cap=cap)
+
+    match_records = {
+        sr_id: _match_record(sr_id, attributes[sr_id], record_keys[sr_id]) for sr_id in current
+    }
+    components = _Components({sr_id: _strong(r) for sr_id, r in match_records.items()})
+    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for sr_id in current:
+        for name in record_keys[sr_id]:
+            if ":" in name:
+                id_type, key = name.split(":", 1)
+                if (id_type, key) in links:
+                    by_key[(id_type, key)].append(sr_id)
     for members in by_key.values():
         for other in members[1:]:
-            uf.union(("r", members[0]), ("r", other))
+            components.union(members[0], other)
 
-    key_list = list(own_keys)
-    for start in range(0, len(key_list), 2000):
-        rows = Identity.objects.filter(
-            key__in=key_list[start : start + 2000], profile__isnull=False
-        ).values_list("type", "key", "profile_id")
+    # Existing profiles holding the changed records' linkable keys.
+    key_owners: dict[tuple[str, str], set[int]] = defaultdict(set)
+    # Look keys up by value (one indexed IN list per chunk; an OR of (type, key) pairs is too
+    # deep for SQLite's expression limit) and keep the pairs whose type matches too.
+    link_values = sorted({key for _type, key in links})
+    for start in range(0, len(link_values), 2000):
+        rows = (
+            Identity.objects.filter(
+                key__in=link_values[start : start + 2000], profile__isnull=False
+            )
+            .values_list("type", "key", "profile_id")
+            .distinct()
+        )
         for id_type, key, profile_id in rows:
-            if id_type in own_keys[key]:
-                uf.union(("r", by_key[(id_type, key)][0]), ("p", profile_id))
+            if (id_type, key) in links:
+                key_owners[(id_type, key)].add(profile_id)
 
-    components: dict[tuple[str, int], dict[str, set[int]]] = defaultdict(
-        lambda: {"r": set(), "p": set()}
-    )
+    groups: dict[int, list[int]] = defaultdict(list)
     for sr_id in current:
-        components[uf.find(("r", sr_id))]["r"].add(sr_id)
-    for node in list(uf.parent):
-        if node[0] == "p":
-            components[uf.find(node)]["p"].add(node[1])
+        groups[components.find(sr_id)].append(sr_id)
+    candidate_ids = {p for owners in key_owners.values() for p in owners}
+    candidate_ids |= {p for p in current.values() if p}
+    profile_records = {r["id"]: r for r in profile_match_records(profile_ids=sorted(candidate_ids))}
+    profile_strong = {pk: _strong(r) for pk, r in profile_records.items()}
+    dnm = do_not_merge_pairs(sorted(candidate_ids)) if candidate_ids else set()
 
     now = timezone.now()
-    new_profiles: list[tuple[Profile, set[int]]] = []
+    new_profiles: list[tuple[Profile, list[int]]] = []
     assignment: dict[int, int] = {}
-    merged = 0
-    for component in components.values():
-        records, profile_ids = component["r"], component["p"]
-        if not profile_ids:
-            new_profiles.append((Profile(created_at=now, updated_at=now), records))
+    bridges: list[tuple[int, int]] = []
+    for records in groups.values():
+        assigned = sorted({current[r] for r in records if current[r]})
+        candidates = set(assigned)
+        for r in records:
+            for name in record_keys[r]:
+                if ":" in name:
+                    candidates |= key_owners.get(tuple(name.split(":", 1)), set())
+        strong = [components.strong[r] for r in records]
+        eligible = sorted(
+            p
+            for p in candidates
+            if p in assigned
+            or not any(matching.strong_conflicts(s, profile_strong.get(p, {})) for s in strong)
+        )
+        unassigned = [r for r in records if not current[r]]
+        target = None
+        if assigned:
+            target = (
+                assigned[0]
+                if len(assigned) == 1
+                else _best(records, assigned, match_records, profile_records, spec)
+            )
+        elif eligible:
+            target = (
+                eligible[0]
+                if len(eligible) == 1
+                else _best(records, eligible, match_records, profile_records, spec)
+            )
+        for other in sorted(candidates - {target} if target else candidates):
+            if target is not None and matching.pair_key(target, other) not in dnm:
+                bridges.append(matching.pair_key(target, other))
+        if target is None:
+            profile = Profile(created_at=now, updated_at=now)
+            new_profiles.append((profile, unassigned))
             continue
-        survivor_id = min(profile_ids)
-        if len(profile_ids) > 1:
-            others = sorted(profile_ids - {survivor_id})
-            profiles_merge(survivor_id=survivor_id, other_ids=others, reason="shared identifier")
-            merged += len(others)
-        for sr_id in records:
-            if current[sr_id] != survivor_id:
-                assignment[sr_id] = survivor_id
+        for r in unassigned:
+            assignment[r] = target
     Profile.objects.bulk_create([p for p, _ in new_profiles], batch_size=1000)
     for profile, records in new_profiles:
         for sr_id in records:
             assignment[sr_id] = profile.pk
-
-    by_profile: dict[int, list[int]] = defaultdict(list)
-    for sr_id, profile_id in assignment.items():
-        by_profile[profile_id].append(sr_id)
     changed = [SourceRecord(pk=sr_id, profile_id=p) for sr_id, p in assignment.items()]
     SourceRecord.objects.bulk_update(changed, ["profile_id"], batch_size=500)
     profile_links_sync(source_record_ids=ids)
     touched = {assignment.get(sr_id) or current[sr_id] for sr_id in ids}
     profile_attributes_refresh(profile_ids=[p for p in touched if p])
-    return {"created": len(new_profiles), "assigned": len(assignment), "merged": merged}
+    # Conflicting candidates that got no profile of their own yet: pair them with the new one.
+    for profile, records in new_profiles:
+        for r in records:
+            for name in record_keys[r]:
+                if ":" in name:
+                    for other in key_owners.get(tuple(name.split(":", 1)), set()):
+                        if matching.pair_key(profile.pk, other) not in dnm:
+                            bridges.append(matching.pair_key(other, profile.pk))
+    # Records kept apart by a guard inside this batch: their profiles are a pair to review.
+    for a, b in components.vetoed:
+        pa, pb = assignment.get(a) or current[a], assignment.get(b) or current[b]
+        if pa and pb and pa != pb and matching.pair_key(pa, pb) not in dnm:
+            bridges.append(matching.pair_key(pa, pb))
+    if bridges:
+        scored = _score_profile_pairs(sorted(set(bridges)), spec)
+        for item in scored:
+            item["reasons"] = ["shares an identifier with both sides"]
+            item["rule"] = item["rule"] or "shared identifier"
+        suggestions_upsert(suggestions=scored)
+    return {"created": len(new_profiles), "assigned": len(assignment), "merged": 0}
 
 
-def profiles_merge(*, survivor_id: int, other_ids: list[int], reason: str) -> MergeLog:
-    """Merge profiles into the survivor; snapshot each absorbed profile so it can be undone."""
-    snapshot = []
-    for profile in Profile.objects.filter(pk__in=other_ids):
-        snapshot.append(
-            {
-                "id": profile.pk,
-                "fields": {
-                    "first_name": profile.first_name,
-                    "last_name": profile.last_name,
-                    "email": profile.email,
-                    "phone": profile.phone,
-                    "city": profile.city,
-                    "country": profile.country,
-                    "attributes": profile.attributes,
-                    "attribute_sources": profile.attribute_sources,
-                    "created_at": profile.created_at.isoformat(),
-                },
-                "source_record_ids": list(
-                    SourceRecord.objects.filter(profile_id=profile.pk).values_list("id", flat=True)
-                ),
-                "redirect_ids": list(
-                    ProfileRedirect.objects.filter(profile_id=profile.pk).values_list(
-                        "old_id", flat=True
-                    )
-                ),
-            }
-        )
-    SourceRecord.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
-    Identity.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
-    Event.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
-    ProfileRedirect.objects.filter(profile_id__in=other_ids).update(profile_id=survivor_id)
-    ProfileRedirect.objects.bulk_create(
-        [ProfileRedirect(old_id=pid, profile_id=survivor_id) for pid in other_ids]
-    )
-    Profile.objects.filter(pk__in=other_ids).delete()
-    log = MergeLog.objects.create(
-        survivor_id=survivor_id, merged_ids=other_ids, reason=reason, snapshot=snapshot
-    )
-    audit_record(
-        actor=None,
-        action="profile.merge",
-        target=f"profile:{survivor_id}",
-        details={"merged_ids": other_ids, "reason": reason},
-    )
-    return log
+def _best(records, profile_ids, match_records, profile_records, spec) -> int:
+    """The candidate profile the records match best (highest score; ties: the oldest id)."""
+    import numpy as np
+
+    merged: dict = {"id": -1}
+    for r in records:
+        for name, value in match_records[r].items():
+            if name != "id" and value and not merged.get(name):
+                merged[name] = value
+    rows = [merged, *(profile_records.get(p, {"id": p}) for p in profile_ids)]
+    table = matching.table_build(rows)
+    pairs = np.array([(0, k) for k in range(1, len(rows))], dtype=np.int64)
+    totals = matching.pairs_score(table, pairs, spec).total
+    return max(zip(totals.tolist(), [-p for p in profile_ids], strict=True))[1] * -1
 
 
 def profile_resolve_id(profile_id: int) -> Profile | None:
@@ -183,3 +444,190 @@ def profile_resolve_id(profile_id: int) -> Profile | None:
         return profile
     redirect = ProfileRedirect.objects.select_related("profile").filter(old_id=profile_id).first()
     return redirect.profile if redirect else None
+
+
+# ------------------------------------------------------------------ full runs
+
+
+def resolution_run_create(
+    *, ruleset: Ruleset, dry_run: bool = False, actor=None, sync: bool = False
+) -> ResolutionRun:
+    """Queue a full run (or dry run) of a ruleset as a django-q2 job."""
+    run = ResolutionRun.objects.create(
+        ruleset=ruleset, dry_run=dry_run, created_by=actor if getattr(actor, "pk", None) else None
+    )
+    from cdp.audit import audit_record
+
+    audit_record(
+        actor=actor,
+        action="resolution_run.dry_run" if dry_run else "resolution_run.start",
+        target=run,
+        details={"ruleset": ruleset.name},
+    )
+    job_enqueue("profiles.tasks.resolution_run_execute", run.pk, sync=sync)
+    return run
+
+
+def _progress(run: ResolutionRun, step: str, done: int, total: int) -> None:
+    run.step, run.progress_done, run.progress_total = step, done, total
+    ResolutionRun.objects.filter(pk=run.pk).update(
+        step=step, progress_done=done, progress_total=total
+    )
+
+
+def _label(record: dict) -> str:
+    name = f"{record.get('first_name', '')} {record.get('last_name', '')}".strip()
+    return f"#{record['id']} {name}".strip()
+
+
+def resolution_run_execute(*, run: ResolutionRun) -> ResolutionRun:
+    """Score all profiles' candidate pairs; merge, suggest (or, for a dry run, only report)."""
+    ResolutionRun.objects.filter(pk=run.pk).update(
+        status=ResolutionRun.Status.RUNNING, started_at=timezone.now()
+    )
+    try:
+        report = _run(run)
+    except Exception as exc:
+        ResolutionRun.objects.filter(pk=run.pk).update(
+            status=ResolutionRun.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        raise
+    ResolutionRun.objects.filter(pk=run.pk).update(
+        status=ResolutionRun.Status.SUCCEEDED, report=report, finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def _run(run: ResolutionRun) -> dict:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    spec = ruleset_spec(run.ruleset)
+    profiles_before = Profile.objects.count()
+    records_total = SourceRecord.objects.count()
+    _progress(run, "loading profiles", 0, profiles_before)
+    records = []
+    for record in profile_match_records():
+        records.append(record)
+        if len(records) % 50000 == 0:
+            _progress(run, "loading profiles", len(records), profiles_before)
+    table = matching.table_build(records)
+    by_id = {r["id"]: r for r in records}
+    timings["load"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    _progress(run, "blocking", len(records), profiles_before)
+    pairs, blocking = matching.candidate_pairs(table, block_cap=spec.block_cap)
+    timings["blocking"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    _progress(run, "scoring", 0, len(pairs))
+    scores = matching.pairs_score(table, pairs, spec)
+    dnm = do_not_merge_pairs()
+    decisions = matching.decide(table, scores, spec, do_not_merge=dnm)
+    timings["scoring"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+
+    splits = _splits(spec, by_id)
+    overshared = list(
+        Identity.objects.filter(key__isnull=False)
+        .values("type", "key")
+        .annotate(n=Count("source_record_id", distinct=True))
+        .filter(n__gt=run.ruleset.identifier_cap)
+        .order_by("-n")[:20]
+    )
+    merged_away = sum(len(c) - 1 for c in decisions.merges)
+    created = 0
+    if not run.dry_run:
+        _progress(run, "merging", 0, len(decisions.merges))
+        for done, cluster in enumerate(decisions.merges, 1):
+            profiles_merge(
+                survivor_id=cluster[0],
+                other_ids=cluster[1:],
+                reason=f"fuzzy: ruleset {run.ruleset.name}",
+                details={"run": run.pk},
+            )
+            if done % 1000 == 0:
+                _progress(run, "merging", done, len(decisions.merges))
+        created = suggestions_upsert(suggestions=decisions.suggestions, run=run)
+    timings["writing"] = time.perf_counter() - clock
+    profiles_after = profiles_before - merged_away
+    return {
+        "dry_run": run.dry_run,
+        "ruleset": run.ruleset.name,
+        "source_records": records_total,
+        "profiles_before": profiles_before,
+        "profiles_after": profiles_after,
+        "merges": len(decisions.merges),
+        "profiles_merged_away": merged_away,
+        "suggestions": len(decisions.suggestions),
+        "suggestions_created": created,
+        "blocked_by_guards": decisions.blocked,
+        "splits": len(splits),
+        "consolidation_rate": round(1 - profiles_after / records_total, 4) if records_total else 0,
+        "candidate_pairs": int(blocking.pairs),
+        "oversized_blocks": [list(b) for b in blocking.oversized_blocks[:20]],
+        "overshared_identifiers": [
+            {"type": row["type"], "records": row["n"]} for row in overshared
+        ],
+        "examples": {
+            "merges": [[_label(by_id[i]) for i in c] for c in decisions.merges[:10]],
+            "suggestions": [
+                {
+                    "left": _label(by_id[s["left"]]),
+                    "right": _label(by_id[s["right"]]),
+                    "score": s["score"],
+                    "reasons": s["reasons"],
+                }
+                for s in decisions.suggestions[:10]
+            ],
+            "splits": splits[:10],
+        },
+        "seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def _splits(spec: matching.Spec, by_id: dict[int, dict]) -> list[str]:
+    """Earlier fuzzy merges this ruleset would no longer make (for dry runs of a new ruleset)."""
+    import numpy as np
+
+    out = []
+    logs = MergeLog.objects.filter(unmerged_at__isnull=True, reason__startswith="fuzzy")
+    for log in logs.iterator(chunk_size=500):
+        survivor = by_id.get(log.survivor_id)
+        if survivor is None:
+            continue
+        for entry in log.snapshot:
+            fields = entry["fields"]
+            absorbed = _match_record(entry["id"], fields.get("attributes") or {}, {})
+            table = matching.table_build([survivor, absorbed])
+            scores = matching.pairs_score(table, np.array([[0, 1]], dtype=np.int64), spec)
+            if scores.total[0] < spec.auto_threshold or scores.rule[0] < 0:
+                out.append(f"#{entry['id']} from #{log.survivor_id}")
+    return out
+
+
+def report_lines(report: dict) -> list[str]:
+    """The report as text lines (command line, admin)."""
+    lines = [
+        f"{'Dry run' if report.get('dry_run') else 'Run'} of ruleset {report.get('ruleset')}",
+        f"source records:        {report.get('source_records')}",
+        f"profiles before/after: {report.get('profiles_before')} -> {report.get('profiles_after')}",
+        f"merges:                {report.get('merges')} "
+        f"({report.get('profiles_merged_away')} profiles absorbed)",
+        f"suggestions:           {report.get('suggestions')}",
+        f"blocked by guards:     {report.get('blocked_by_guards')}",
+        f"splits (earlier fuzzy merges this ruleset would not make): {report.get('splits')}",
+        f"consolidation rate:    {report.get('consolidation_rate')}",
+        f"candidate pairs:       {report.get('candidate_pairs')}",
+    ]
+    for row in report.get("overshared_identifiers", []):
+        lines.append(f"identifier shared too widely: a {row['type']} on {row['records']} records")
+    for kind, sizes in report.get("oversized_blocks", []):
+        lines.append(f"blocking key {kind} skipped: {sizes} records")
+    examples = report.get("examples", {})
+    for merge in examples.get("merges", []):
+        lines.append("merge: " + " + ".join(merge))
+    for s in examples.get("suggestions", []):
+        lines.append(f"suggest: {s['left']} ~ {s['right']} ({s['score']})")
+    for split in examples.get("splits", []):
+        lines.append(f"split: {split}")
+    return lines

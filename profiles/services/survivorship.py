@@ -1,7 +1,7 @@
 """Survivorship: which of a profile's source records supplies each attribute.
 
-The rule (for now one per workspace): the source with the best (lowest) priority wins; among
-equals, the most recently observed value. Each value remembers its source record.
+The active ruleset names a default strategy and per-attribute overrides (source priority, most
+recent by event time, most frequent). Each value remembers its source record.
 """
 
 from __future__ import annotations
@@ -16,24 +16,58 @@ from profiles.models import Profile, SourceRecord
 PROFILE_COLUMNS = ("first_name", "last_name", "email", "phone", "city", "country")
 
 
-def survivor_values(records: list[dict]) -> tuple[dict, dict]:
-    """Pick each attribute's value from plain record dicts.
+SOURCE_PRIORITY, MOST_RECENT, MOST_FREQUENT = "source_priority", "most_recent", "most_frequent"
 
-    Each dict: id, priority, updated_at (ISO text), attributes, observed_at.
-    Returns (attributes, attribute -> source record id).
+
+def survivor_values(
+    records: list[dict], *, default: str = SOURCE_PRIORITY, overrides: dict | None = None
+) -> tuple[dict, dict]:
+    """Pick each attribute's value from plain record dicts, by the attribute's strategy.
+
+    Each dict: id, priority, updated_at (ISO text), attributes, observed_at (attribute -> ISO
+    event time). Strategies: ``source_priority`` (best priority, then most recent),
+    ``most_recent`` (latest event time, so a late-arriving older observation never wins; then
+    priority), ``most_frequent`` (the value most records agree on, then priority, then recency).
+    Empty values are no evidence. Returns (attributes, attribute -> source record id).
     """
+    overrides = overrides or {}
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for record in records:
+        for name, value in record["attributes"].items():
+            if value is not None and value != "":
+                counts[(name, str(value).strip().casefold())] += 1
     best: dict[str, tuple] = {}
     for record in records:
         for name, value in record["attributes"].items():
             if value is None or value == "":
                 continue
             observed = record["observed_at"].get(name) or record["updated_at"]
-            rank = (-record["priority"], observed, record["id"])
+            strategy = overrides.get(name, default)
+            if strategy == MOST_RECENT:
+                rank = (observed, -record["priority"], record["id"])
+            elif strategy == MOST_FREQUENT:
+                frequency = counts[(name, str(value).strip().casefold())]
+                rank = (frequency, -record["priority"], observed, record["id"])
+            else:
+                rank = (-record["priority"], observed, record["id"])
             if name not in best or rank > best[name][0]:
                 best[name] = (rank, value, record["id"])
     attributes = {name: entry[1] for name, entry in sorted(best.items())}
     sources = {name: entry[2] for name, entry in sorted(best.items())}
     return attributes, sources
+
+
+def _active_strategies() -> tuple[str, dict]:
+    from profiles.models import Ruleset
+
+    ruleset = (
+        Ruleset.objects.filter(is_active=True)
+        .only("survivorship_default", "survivorship_overrides")
+        .first()
+    )
+    if ruleset is None:
+        return SOURCE_PRIORITY, {}
+    return ruleset.survivorship_default, dict(ruleset.survivorship_overrides or {})
 
 
 def profile_attributes_refresh(*, profile_ids: list[int]) -> None:
@@ -54,9 +88,10 @@ def profile_attributes_refresh(*, profile_ids: list[int]) -> None:
                 }
             )
     now = timezone.now()
+    default, overrides = _active_strategies()
     profiles = []
     for profile_id, records in grouped.items():
-        attributes, sources = survivor_values(records)
+        attributes, sources = survivor_values(records, default=default, overrides=overrides)
         profile = Profile(pk=profile_id, attributes=attributes, attribute_sources=sources)
         for column in PROFILE_COLUMNS:
             max_length = Profile._meta.get_field(column).max_length

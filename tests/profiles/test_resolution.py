@@ -6,8 +6,16 @@ from collections import Counter
 
 import pytest
 
-from cdp.models import AuditEvent
-from profiles.models import Event, Identity, MergeLog, Profile, ProfileRedirect, SourceRecord
+from profiles.models import (
+    Event,
+    Identity,
+    MergeLog,
+    MergeSuggestion,
+    Profile,
+    ProfileRedirect,
+    SourceRecord,
+)
+from profiles.services.merging import profiles_merge
 from profiles.services.resolution import profile_resolve_id, profiles_resolve
 from profiles.services.tracking import tracking_messages_ingest
 
@@ -41,63 +49,56 @@ def profile_of(source, external_key: str) -> int:
     return SourceRecord.objects.get(source=source, external_key=external_key).profile_id
 
 
-def test_record_with_both_identifiers_bridges_two_profiles_into_the_lower_id(
+def test_bridging_record_joins_the_better_profile_and_the_pair_becomes_a_suggestion(
     web, make_source, import_csv
 ):
-    identify(web, "u-a", "m-a", email=EMAIL, firstName="Ann")
-    identify(web, "u-b", "m-b", phone=PHONE, lastName="Lee")
+    identify(web, "u-a", "m-a", email=EMAIL, firstName="Ann", lastName="Lee")
+    identify(web, "u-b", "m-b", phone=PHONE, firstName="Bob", lastName="Stone")
     a_id, b_id = profile_of(web, "user:u-a"), profile_of(web, "user:u-b")
-    b_record = SourceRecord.objects.get(external_key="user:u-b")
-    assert a_id < b_id
-    assert Profile.objects.count() == 2
 
     crm = make_source(name="crm")
-    import_csv(crm, "customer_id,email,phone,country\nC-1,Ann.Lee@Example.com,(202) 555-0143,US\n")
-
-    assert list(Profile.objects.values_list("pk", flat=True)) == [a_id]
-    survivor = Profile.objects.get()
-    assert (survivor.first_name, survivor.last_name, survivor.email, survivor.phone) == (
-        "Ann",
-        "Lee",
-        EMAIL,
-        PHONE,
-    )
-    assert set(SourceRecord.objects.values_list("profile_id", flat=True)) == {a_id}
-    assert set(Identity.objects.values_list("profile_id", flat=True)) == {a_id}
-    assert list(Event.objects.order_by("message_id").values_list("message_id", "profile_id")) == [
-        ("m-a", a_id),
-        ("m-a-order", a_id),
-        ("m-b", a_id),
-        ("m-b-order", a_id),
-    ]
-    assert ProfileRedirect.objects.get(old_id=b_id).profile_id == a_id
-    assert ProfileRedirect.objects.count() == 1
-    log = MergeLog.objects.get()
-    assert (log.survivor_id, log.merged_ids, log.reason) == (a_id, [b_id], "shared identifier")
-    assert len(log.snapshot) == 1
-    snapshot = log.snapshot[0]
-    assert snapshot["id"] == b_id
-    assert snapshot["source_record_ids"] == [b_record.pk]
-    assert snapshot["redirect_ids"] == []
-    assert (snapshot["fields"]["last_name"], snapshot["fields"]["phone"]) == ("Lee", PHONE)
-    assert profile_resolve_id(b_id).pk == a_id
-    audit = AuditEvent.objects.get(action="profile.merge")
-    assert (audit.target, audit.details) == (
-        f"profile:{a_id}",
-        {"merged_ids": [b_id], "reason": "shared identifier"},
+    import_csv(
+        crm,
+        "customer_id,first_name,last_name,email,phone,country\n"
+        "C-1,Ann,Lee,Ann.Lee@Example.com,(202) 555-0143,US\n",
     )
 
+    # Never merged by the bridge: both profiles live; the record joined Ann (same name).
+    assert sorted(Profile.objects.values_list("pk", flat=True)) == [a_id, b_id]
+    assert profile_of(crm, "C-1") == a_id
+    assert MergeLog.objects.count() == 0
+    assert ProfileRedirect.objects.count() == 0
+    suggestion = MergeSuggestion.objects.get()
+    assert (suggestion.left_id, suggestion.right_id, suggestion.status) == (a_id, b_id, "pending")
+    assert suggestion.field_scores["first_name"]["contribution"] < 0
+    assert suggestion.reasons == ["shares an identifier with both sides"]
 
-def test_survivor_is_the_lower_id_whichever_record_bridges(web):
-    identify(web, "u-b", "m-b", phone=PHONE)
+
+def test_bridging_record_joins_the_profile_with_the_stronger_evidence(make_source, import_csv):
+    source = make_source()
+    import_csv(source, f"customer_id,phone,country\nC-1,{PHONE},US\n")
+    import_csv(source, f"customer_id,email\nC-2,{EMAIL}\n")
+    phone_profile, email_profile = profile_of(source, "C-1"), profile_of(source, "C-2")
+
+    import_csv(source, f"customer_id,email,phone,country\nC-3,{EMAIL},{PHONE},US\n")
+
+    # A shared e-mail (8 points) is stronger evidence than a shared phone (7 points).
+    assert profile_of(source, "C-3") == email_profile
+    assert Profile.objects.count() == 2
+    suggestion = MergeSuggestion.objects.get()
+    assert (suggestion.left_id, suggestion.right_id) == (phone_profile, email_profile)
+
+
+def test_bridging_record_with_a_conflicting_user_id_gets_its_own_profile(web):
     identify(web, "u-a", "m-a", email=EMAIL)
-    phone_profile, email_profile = profile_of(web, "user:u-b"), profile_of(web, "user:u-a")
+    a_id = profile_of(web, "user:u-a")
 
-    identify(web, "u-a", "m-a2", phone=PHONE)
+    identify(web, "u-c", "m-c", email=EMAIL)
 
-    assert phone_profile < email_profile
-    assert list(Profile.objects.values_list("pk", flat=True)) == [phone_profile]
-    assert ProfileRedirect.objects.get().old_id == email_profile
+    c_id = profile_of(web, "user:u-c")
+    assert c_id != a_id
+    assert Profile.objects.count() == 2
+    assert list(MergeSuggestion.objects.values_list("left_id", "right_id")) == [(a_id, c_id)]
 
 
 def test_chained_merges_repoint_earlier_redirects(web):
@@ -106,8 +107,8 @@ def test_chained_merges_repoint_earlier_redirects(web):
     identify(web, "u-3", "m-3", customerId="K-7")
     p1, p2, p3 = (profile_of(web, f"user:u-{n}") for n in (1, 2, 3))
 
-    identify(web, "u-4", "m-4", phone=PHONE, customerId="K-7")  # p2 absorbs p3
-    identify(web, "u-5", "m-5", email=EMAIL, phone=PHONE)  # p1 absorbs p2
+    profiles_merge(survivor_id=p2, other_ids=[p3], reason="test")
+    profiles_merge(survivor_id=p1, other_ids=[p2], reason="test")
 
     assert list(Profile.objects.values_list("pk", flat=True)) == [p1]
     assert dict(ProfileRedirect.objects.values_list("old_id", "profile_id")) == {p2: p1, p3: p1}

@@ -1,0 +1,597 @@
+"""Fuzzy matching: blocking, per-field similarity, scores, guards and clustering.
+
+Pure functions over plain values (no ORM), so the resolution service, the review page and the
+benchmarks share exactly the same rules. Vocabulary (as in Salesforce Data Cloud): a ruleset has
+match rules that are OR'ed; the criteria of one rule are AND'ed. Independently of the rules each
+compared field contributes points to a total score (Fellegi-Sunter style: agreement adds,
+disagreement subtracts, a missing value adds nothing). A pair is merged automatically when a rule
+matches, the score reaches the upper threshold and no guard objects; it becomes a suggestion in
+the review band; below it nothing happens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA, JaroWinkler
+from rapidfuzz.process import cpdist
+
+from cdp.normalize import (
+    clean_text,
+    normalize_address,
+    normalize_date,
+    normalize_id,
+    normalize_name,
+)
+
+
+class Method:
+    EXACT = "exact"
+    EXACT_NORMALISED = "exact_normalised"
+    FUZZY_HIGH = "fuzzy_high"
+    FUZZY_MEDIUM = "fuzzy_medium"
+    FUZZY_LOW = "fuzzy_low"
+
+    CHOICES = (
+        (EXACT, "Exact"),
+        (EXACT_NORMALISED, "Exact (normalised)"),
+        (FUZZY_HIGH, "Fuzzy: high (≥ 0.92)"),
+        (FUZZY_MEDIUM, "Fuzzy: medium (≥ 0.85)"),
+        (FUZZY_LOW, "Fuzzy: low (≥ 0.75)"),
+    )
+    LEVELS = {FUZZY_HIGH: 0.92, FUZZY_MEDIUM: 0.85, FUZZY_LOW: 0.75}
+
+
+# thefuzz's scorers (rapidfuzz implements them) plus Jaro-Winkler; "default" = the field's own.
+SCORERS = {
+    "jaro_winkler": JaroWinkler.normalized_similarity,
+    "ratio": fuzz.ratio,
+    "partial_ratio": fuzz.partial_ratio,
+    "token_sort_ratio": fuzz.token_sort_ratio,
+    "token_set_ratio": fuzz.token_set_ratio,
+}
+SCORER_SCALE = {"jaro_winkler": 1.0}  # the fuzz.* scorers return 0..100
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one field is normalised, compared and weighted.
+
+    ``agree`` points when the values are equal, ``disagree`` (negative) when they are unlike;
+    in between the points are interpolated by similarity above ``floor``.
+    """
+
+    label: str
+    kind: str  # name, address, date, code, key
+    agree: float
+    disagree: float
+    floor: float = 0.0
+    scorer: str = "jaro_winkler"
+
+
+FIELDS: dict[str, FieldSpec] = {
+    "first_name": FieldSpec("First name", "name", 4.5, -3.0, 0.7),
+    "last_name": FieldSpec("Last name", "name", 5.5, -3.5, 0.7),
+    "birth_date": FieldSpec("Birth date", "date", 6.0, -5.0),
+    "email": FieldSpec("E-mail", "key", 8.0, -0.5),
+    "phone": FieldSpec("Phone", "key", 7.0, -0.5),
+    "street": FieldSpec("Street", "address", 4.0, -2.0, 0.5, "token_sort_ratio"),
+    "street2": FieldSpec("Street (line 2)", "address", 2.0, -0.5, 0.5, "token_sort_ratio"),
+    "postcode": FieldSpec("Postcode", "code", 3.0, -2.0),
+    "city": FieldSpec("City", "name", 2.5, -1.5, 0.7),
+    "state": FieldSpec("State", "code", 0.5, -1.5),
+    "customer_id": FieldSpec("Customer number", "key", 8.0, -2.0),
+    "user_id": FieldSpec("User id", "key", 10.0, -8.0),
+}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    field: str
+    method: str = Method.EXACT_NORMALISED
+    scorer: str = "default"
+    blank_matches_blank: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    criteria: tuple[Criterion, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A ruleset as plain values: rules, thresholds on the total score, blocking cap."""
+
+    rules: tuple[Rule, ...]
+    auto_threshold: float = 16.0
+    review_threshold: float = 7.0
+    block_cap: int = 200
+    fields: tuple[str, ...] = tuple(FIELDS)
+
+    def scorer_for(self, name: str) -> str:
+        for rule in self.rules:
+            for criterion in rule.criteria:
+                if criterion.field == name and criterion.scorer != "default":
+                    return criterion.scorer
+        return FIELDS[name].scorer
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("Same e-mail and similar name", (Criterion("email"), Criterion("last_name", "fuzzy_low"))),
+    Rule(
+        "Same phone, name and no other birth date",
+        (Criterion("phone"), Criterion("first_name", "fuzzy_high")),
+    ),
+    Rule(
+        "Name and birth date",
+        (
+            Criterion("first_name", "fuzzy_medium"),
+            Criterion("last_name", "fuzzy_medium"),
+            Criterion("birth_date", "fuzzy_low"),
+        ),
+    ),
+    Rule(
+        "Name and address",
+        (
+            Criterion("first_name", "fuzzy_medium"),
+            Criterion("last_name", "fuzzy_medium"),
+            Criterion("street", "fuzzy_medium"),
+        ),
+    ),
+    Rule(
+        "Last name, birth date and postcode",
+        (
+            Criterion("last_name", "fuzzy_medium"),
+            Criterion("birth_date", "exact_normalised"),
+            Criterion("postcode", "exact_normalised"),
+        ),
+    ),
+    Rule(
+        "Customer number and name",
+        (Criterion("customer_id", "fuzzy_low"), Criterion("last_name", "fuzzy_medium")),
+    ),
+    Rule(
+        "Customer number and birth date",
+        (Criterion("customer_id", "fuzzy_low"), Criterion("birth_date", "fuzzy_low")),
+    ),
+)
+DEFAULT_SPEC = Spec(rules=DEFAULT_RULES)
+
+
+# ---------------------------------------------------------------- preparing records
+
+
+def normalise_field(name: str, value: object) -> str:
+    """The match form of one field value ('' = missing, never evidence)."""
+    if value is None:
+        return ""
+    kind = FIELDS[name].kind if name in FIELDS else "name"
+    if kind == "name":
+        return normalize_name(value)
+    if kind == "address":
+        return normalize_address(value)
+    if kind == "date":
+        return normalize_date(value).replace("-", "")
+    if kind == "code":
+        return re.sub(r"\s+", "", clean_text(value).lower())
+    return normalize_id(value).lower()
+
+
+@dataclass
+class Table:
+    """Records in columns: ``ids`` and, per field, raw (cleaned) and normalised values."""
+
+    ids: list[int]
+    raw: dict[str, list[str]]
+    norm: dict[str, list[str]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def record(self, index: int) -> dict[str, str]:
+        return {name: column[index] for name, column in self.norm.items()}
+
+
+def table_build(records: Iterable[dict], fields: Iterable[str] = tuple(FIELDS)) -> Table:
+    """Columns from dicts with an ``id`` and field values (identity keys already normalised)."""
+    fields = tuple(fields)
+    ids: list[int] = []
+    raw: dict[str, list[str]] = {f: [] for f in fields}
+    norm: dict[str, list[str]] = {f: [] for f in fields}
+    for record in records:
+        ids.append(record["id"])
+        for name in fields:
+            value = record.get(name)
+            raw[name].append(clean_text(value))
+            norm[name].append(normalise_field(name, value))
+    return Table(ids, raw, norm)
+
+
+# ---------------------------------------------------------------- blocking
+
+_SOUNDEX = str.maketrans("bfpvcgjkqsxzdtlmnr", "111122222222334556", "aeiouyhw")
+
+
+def soundex(word: str) -> str:
+    """American Soundex of a folded word ('' for an empty one)."""
+    word = re.sub(r"[^a-z]", "", word)
+    if not word:
+        return ""
+    coded = []
+    last = ""
+    for ch in word:
+        code = ch.translate(_SOUNDEX) if ch not in "aeiouyhw" else ""
+        if code and code != last:
+            coded.append(code)
+        last = code if ch not in "hw" else last
+    first = word[0].upper()
+    if coded and word[0].translate(_SOUNDEX) == coded[0]:
+        coded = coded[1:]
+    return (first + "".join(coded) + "000")[:4]
+
+
+def blocking_keys(record: dict[str, str]) -> list[str]:
+    """Cheap keys whose union finds the candidate pairs (never all pairs).
+
+    A pair is compared only when it shares at least one key. Keys built on a missing value are
+    not made, so blanks never group records.
+    """
+    fn, ln = record.get("first_name", ""), record.get("last_name", "")
+    dob, pc = record.get("birth_date", ""), record.get("postcode", "")
+    street = record.get("street", "")
+    keys = []
+    for name in ("email", "phone", "customer_id", "user_id"):
+        if record.get(name):
+            keys.append(f"{name}:{record[name]}")
+    ln_sx, fn_sx = soundex(ln.replace(" ", "")), soundex(fn.replace(" ", ""))
+    if ln_sx and fn:
+        keys.append(f"ln:{ln_sx}:{fn[:1]}")
+    if fn_sx and ln:
+        keys.append(f"fn:{fn_sx}:{ln[:1]}")
+    if dob and fn:
+        keys.append(f"dob-fn:{dob}:{fn[:1]}")
+    if dob and ln:
+        keys.append(f"dob-ln:{dob}:{ln[:1]}")
+    if pc and ln:
+        keys.append(f"pc-ln:{pc}:{ln[:2]}")
+    if pc and fn:
+        keys.append(f"pc-fn:{pc}:{fn[:2]}")
+    if dob and pc:
+        keys.append(f"dob-pc:{dob}:{pc}")
+    if street and pc:
+        keys.append(f"st:{street[:6]}:{pc}")
+    if ln and fn:
+        keys.append(f"name:{ln[:3]}:{fn[:3]}")
+    if street and dob:
+        keys.append(f"st-dob:{street[:4]}:{dob}")
+    return keys
+
+
+@dataclass
+class BlockingReport:
+    keys: int = 0
+    pairs: int = 0
+    oversized_blocks: list[tuple[str, int]] = field(default_factory=list)
+
+
+def candidate_pairs(table: Table, *, block_cap: int = 200) -> tuple[np.ndarray, BlockingReport]:
+    """Unique (i, j) index pairs, i < j, sharing a blocking key; blocks over the cap are skipped.
+
+    Returns an (n, 2) int64 array of row indexes into ``table`` and a report of skipped blocks.
+    """
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for index in range(len(table)):
+        for key in blocking_keys(table.record(index)):
+            blocks[key].append(index)
+    report = BlockingReport(keys=len(blocks))
+    chunks = []
+    for key, members in blocks.items():
+        size = len(members)
+        if size < 2:
+            continue
+        if size > block_cap:
+            report.oversized_blocks.append((key.split(":", 1)[0], size))
+            continue
+        arr = np.asarray(members, dtype=np.int64)
+        left, right = np.triu_indices(size, k=1)
+        chunks.append(arr[left] * len(table) + arr[right])
+    if not chunks:
+        return np.empty((0, 2), dtype=np.int64), report
+    codes = np.unique(np.concatenate(chunks))
+    pairs = np.stack([codes // len(table), codes % len(table)], axis=1)
+    report.pairs = len(pairs)
+    return pairs, report
+
+
+# ---------------------------------------------------------------- similarity and scores
+
+
+def _similarity_column(kind: str, scorer: str, left: list[str], right: list[str]) -> np.ndarray:
+    """Similarity 0..1 of each (left[k], right[k]); NaN where either side is missing."""
+    n = len(left)
+    if n == 0:
+        return np.empty(0)
+    a, b = np.asarray(left, dtype=object), np.asarray(right, dtype=object)
+    missing = (a == "") | (b == "")
+    if kind in ("date", "code", "key"):
+        # Equal is 1; one typo (an edit or two swapped neighbours) is partial evidence.
+        dist = cpdist(left, right, scorer=OSA.distance, workers=-1)
+        partial = 0.8 if kind == "date" else 0.6
+        sim = np.where(dist == 0, 1.0, np.where(dist == 1, partial, 0.0))
+        if kind == "date":
+            swapped = np.array(
+                [x[:4] + x[6:] + x[4:6] == y for x, y in zip(left, right, strict=True)]
+            )
+            sim = np.where(swapped & (sim < 0.8), 0.8, sim)
+    else:
+        sim = cpdist(left, right, scorer=SCORERS[scorer], workers=-1).astype(float)
+        sim = sim / (1.0 if scorer in SCORER_SCALE else 100.0)
+    sim = sim.astype(float)
+    sim[missing] = np.nan
+    return sim
+
+
+def contribution_of(name: str, similarity: float | None) -> float:
+    spec = FIELDS[name]
+    if similarity is None or similarity != similarity:  # missing: no evidence
+        return 0.0
+    scaled = max(0.0, (similarity - spec.floor) / (1.0 - spec.floor))
+    return round(spec.disagree + (spec.agree - spec.disagree) * scaled, 3)
+
+
+def _contribution_column(name: str, sim: np.ndarray) -> np.ndarray:
+    spec = FIELDS[name]
+    scaled = np.clip((sim - spec.floor) / (1.0 - spec.floor), 0.0, None)
+    contrib = spec.disagree + (spec.agree - spec.disagree) * scaled
+    return np.where(np.isnan(sim), 0.0, np.round(contrib, 3))
+
+
+@dataclass
+class Scores:
+    """Per pair: per-field similarity and contribution, total, first matching rule (or -1)."""
+
+    pairs: np.ndarray
+    similarity: dict[str, np.ndarray]
+    contribution: dict[str, np.ndarray]
+    total: np.ndarray
+    rule: np.ndarray
+
+    def explain(self, k: int) -> dict[str, dict[str, float | None]]:
+        out = {}
+        for name, sims in self.similarity.items():
+            sim = sims[k]
+            out[name] = {
+                "similarity": None if sim != sim else round(float(sim), 3),
+                "contribution": float(self.contribution[name][k]),
+            }
+        return out
+
+
+def _criterion_mask(table: Table, pairs: np.ndarray, sims: dict, criterion: Criterion):
+    i, j = pairs[:, 0], pairs[:, 1]
+    name = criterion.field
+    if criterion.method == Method.EXACT:
+        left = np.asarray(table.raw[name], dtype=object)
+        ok = (left[i] == left[j]) & (left[i] != "")
+        blank = (left[i] == "") & (left[j] == "")
+    elif criterion.method == Method.EXACT_NORMALISED:
+        left = np.asarray(table.norm[name], dtype=object)
+        ok = (left[i] == left[j]) & (left[i] != "")
+        blank = (left[i] == "") & (left[j] == "")
+    else:
+        sim = sims[name]
+        ok = np.nan_to_num(sim, nan=0.0) >= Method.LEVELS[criterion.method]
+        norm = np.asarray(table.norm[name], dtype=object)
+        blank = (norm[i] == "") & (norm[j] == "")
+    if criterion.blank_matches_blank:
+        ok = ok | blank
+    return ok
+
+
+def _names_swapped(table: Table, pairs: np.ndarray, spec: Spec, sims: dict, contribs: dict):
+    """First and last name given the wrong way round: compare them crosswise as well.
+
+    Where the crosswise similarity is better, it replaces the straight one (in place).
+    """
+    if "first_name" not in sims or "last_name" not in sims:
+        return
+    i, j = pairs[:, 0], pairs[:, 1]
+    fn, ln = table.norm["first_name"], table.norm["last_name"]
+    scorer = spec.scorer_for("first_name")
+    cross_a = _similarity_column("name", scorer, [fn[k] for k in i], [ln[k] for k in j])
+    cross_b = _similarity_column("name", scorer, [ln[k] for k in i], [fn[k] for k in j])
+    straight = np.nan_to_num(sims["first_name"]) + np.nan_to_num(sims["last_name"])
+    better = np.nan_to_num(cross_a) + np.nan_to_num(cross_b) > straight + 0.2
+    if not better.any():
+        return
+    sims["first_name"] = np.where(better, cross_a, sims["first_name"])
+    sims["last_name"] = np.where(better, cross_b, sims["last_name"])
+    for name in ("first_name", "last_name"):
+        contribs[name] = _contribution_column(name, sims[name])
+
+
+def pairs_score(table: Table, pairs: np.ndarray, spec: Spec = DEFAULT_SPEC) -> Scores:
+    """Score every candidate pair, vectorised per field (rapidfuzz cpdist on all cores)."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    sims, contribs = {}, {}
+    total = np.zeros(len(pairs))
+    for name in spec.fields:
+        column = table.norm[name]
+        left = [column[k] for k in i]
+        right = [column[k] for k in j]
+        sims[name] = _similarity_column(FIELDS[name].kind, spec.scorer_for(name), left, right)
+        contribs[name] = _contribution_column(name, sims[name])
+        total += contribs[name]
+    _names_swapped(table, pairs, spec, sims, contribs)
+    total = sum(contribs.values(), np.zeros(len(pairs)))
+    rule = np.full(len(pairs), -1)
+    for r, match_rule in reversed(list(enumerate(spec.rules))):
+        mask = np.ones(len(pairs), dtype=bool)
+        for criterion in match_rule.criteria:
+            mask &= _criterion_mask(table, pairs, sims, criterion)
+        rule = np.where(mask, r, rule)
+    return Scores(pairs, sims, contribs, np.round(total, 3), rule)
+
+
+# ---------------------------------------------------------------- guards
+
+
+def birth_dates_conflict(a: str, b: str) -> bool:
+    """Two known birth dates (YYYYMMDD) that no single typo or day/month swap explains."""
+    if not a or not b or a == b:
+        return False
+    if OSA.distance(a, b) <= 1:
+        return False
+    return a[:4] + a[6:] + a[4:6] != b
+
+
+def _same_person_named(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Same first and last name (either order) and the same customer number or e-mail.
+
+    The number or address may carry one typo: with both names agreeing, that is still far
+    stronger evidence than one of two birth dates being mistyped.
+    """
+    names = [(a.get(f, ""), b.get(f, "")) for f in ("first_name", "last_name")]
+    if not all(x and y for x, y in names):
+        return False
+    straight = all(JaroWinkler.normalized_similarity(x, y) >= 0.9 for x, y in names)
+    crossed = (
+        JaroWinkler.normalized_similarity(a["first_name"], b["last_name"]) >= 0.9
+        and JaroWinkler.normalized_similarity(a["last_name"], b["first_name"]) >= 0.9
+    )
+    same_id = any(
+        a.get(k) and b.get(k) and OSA.distance(a[k], b[k]) <= 1 for k in ("customer_id", "email")
+    )
+    return (straight or crossed) and same_id
+
+
+def strong_conflicts(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """Reasons two records must not be merged automatically (they may still be suggested).
+
+    Different user ids always conflict (one user id per person). Different birth dates (more
+    than one typo apart) conflict, except when the same name and the same customer number or
+    e-mail say the birth date itself is the typo.
+    """
+    reasons = []
+    if a.get("user_id") and b.get("user_id") and a["user_id"] != b["user_id"]:
+        reasons.append("different user ids")
+    if birth_dates_conflict(
+        a.get("birth_date", ""), b.get("birth_date", "")
+    ) and not _same_person_named(a, b):
+        reasons.append("different birth dates")
+    return reasons
+
+
+# ---------------------------------------------------------------- decisions and clustering
+
+AUTO, REVIEW, NONE = "auto", "review", "none"
+
+
+def pair_key(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+@dataclass
+class Decisions:
+    """Clusters to merge (lists of ids) and pairs for review with their score and reasons."""
+
+    merges: list[list[int]]
+    suggestions: list[dict]
+    blocked: int = 0
+
+
+class _Clusters:
+    """Union-find over row indexes that keeps each cluster's strong values and vetoes."""
+
+    def __init__(self, table: Table, dnm: set[tuple[int, int]]) -> None:
+        self.parent = list(range(len(table)))
+        self.members = {k: [k] for k in range(len(table))}
+        self.table = table
+        self.dnm = dnm
+
+    def find(self, k: int) -> int:
+        root = k
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[k] != root:
+            self.parent[k], k = root, self.parent[k]
+        return root
+
+    def veto(self, ra: int, rb: int) -> list[str]:
+        ids = self.table.ids
+        for x in self.members[ra]:
+            for y in self.members[rb]:
+                if pair_key(ids[x], ids[y]) in self.dnm:
+                    return ["do not merge"]
+                conflicts = strong_conflicts(self.table.record(x), self.table.record(y))
+                if conflicts:
+                    return conflicts
+        return []
+
+    def union(self, ra: int, rb: int) -> None:
+        keep, drop = (ra, rb) if ra < rb else (rb, ra)
+        self.parent[drop] = keep
+        self.members[keep].extend(self.members.pop(drop))
+
+
+def decide(
+    table: Table,
+    scores: Scores,
+    spec: Spec = DEFAULT_SPEC,
+    *,
+    do_not_merge: set[tuple[int, int]] = frozenset(),
+) -> Decisions:
+    """Turn scores into merges (clusters) and suggestions, honouring guards and do-not-merge.
+
+    Automatic pairs are joined best first; a join is vetoed when any two members of the two
+    clusters are a do-not-merge pair or conflict (user id, birth date), so a chain of good pairs
+    cannot merge two people a steward or a guard kept apart. A vetoed pair is suggested instead.
+    """
+    clusters = _Clusters(table, set(do_not_merge))
+    order = np.argsort(-scores.total, kind="stable")
+    suggestions: list[dict] = []
+    blocked = 0
+    ids = table.ids
+    for k in order:
+        total = float(scores.total[k])
+        if total < spec.review_threshold:
+            break  # sorted best first: the rest are below the review band
+        i, j = int(scores.pairs[k, 0]), int(scores.pairs[k, 1])
+        if pair_key(ids[i], ids[j]) in clusters.dnm:
+            continue
+        ri, rj = clusters.find(i), clusters.find(j)
+        if ri == rj:
+            continue
+        reasons: list[str] = []
+        if total >= spec.auto_threshold and scores.rule[k] >= 0:
+            reasons = clusters.veto(ri, rj)
+            if not reasons:
+                clusters.union(ri, rj)
+                continue
+            if reasons == ["do not merge"]:
+                continue
+            blocked += 1
+        if total >= spec.review_threshold:
+            suggestions.append(
+                {
+                    "left": ids[i],
+                    "right": ids[j],
+                    "score": total,
+                    "rule": spec.rules[scores.rule[k]].name if scores.rule[k] >= 0 else "",
+                    "reasons": reasons,
+                    "fields": scores.explain(k),
+                }
+            )
+    merges = [
+        sorted(ids[m] for m in members) for members in clusters.members.values() if len(members) > 1
+    ]
+    # A suggestion between two rows that ended in one cluster is already settled.
+    settled = {ids[m]: root for root, members in clusters.members.items() for m in members}
+    suggestions = [s for s in suggestions if settled[s["left"]] != settled[s["right"]]]
+    return Decisions(merges=merges, suggestions=suggestions, blocked=blocked)

@@ -1,0 +1,71 @@
+"""A data steward's decisions on merge suggestions: accept, reject, skip, bulk accept."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from cdp.audit import audit_record
+from profiles.models import MergeLog, MergeSuggestion
+from profiles.services.merging import MergeError, do_not_merge_store, profiles_merge
+
+Status = MergeSuggestion.Status
+
+
+def _claim(suggestion: MergeSuggestion, status: str, actor) -> None:
+    """Move a pending suggestion to a decision; a second click finds it no longer pending."""
+    updated = MergeSuggestion.objects.filter(pk=suggestion.pk, status=Status.PENDING).update(
+        status=status, reviewed_by=actor, reviewed_at=timezone.now()
+    )
+    if not updated:
+        raise MergeError("This suggestion is no longer pending (decided in another tab?).")
+
+
+@transaction.atomic
+def merge_suggestion_accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
+    """Merge the pair (the older id survives). Safe against double submission."""
+    _claim(suggestion, Status.ACCEPTED, actor)
+    survivor, other = sorted((suggestion.left_id, suggestion.right_id))
+    log = profiles_merge(
+        survivor_id=survivor,
+        other_ids=[other],
+        reason="steward accepted suggestion",
+        actor=actor,
+        details={"suggestion": suggestion.pk, "score": suggestion.score},
+    )
+    MergeSuggestion.objects.filter(pk=suggestion.pk).update(merge_log=log)
+    audit_record(actor=actor, action="merge_suggestion.accept", target=suggestion)
+    return log
+
+
+@transaction.atomic
+def merge_suggestion_reject(*, suggestion: MergeSuggestion, actor) -> None:
+    """Different people: store do-not-merge, which every later run honours."""
+    _claim(suggestion, Status.REJECTED, actor)
+    do_not_merge_store(
+        a=suggestion.left_id, b=suggestion.right_id, reason="steward rejected", actor=actor
+    )
+    audit_record(actor=actor, action="merge_suggestion.reject", target=suggestion)
+
+
+@transaction.atomic
+def merge_suggestion_skip(*, suggestion: MergeSuggestion, actor) -> None:
+    """Not now: the pair leaves the queue; a later run may suggest it again."""
+    _claim(suggestion, Status.SKIPPED, actor)
+    audit_record(actor=actor, action="merge_suggestion.skip", target=suggestion)
+
+
+def merge_suggestions_accept_above(*, min_score: float, actor) -> tuple[int, list[str]]:
+    """Accept every pending suggestion scoring at least ``min_score``, best first.
+
+    Each merge is its own transaction; a pair whose profile was merged meanwhile is reported.
+    """
+    accepted, errors = 0, []
+    queryset = MergeSuggestion.objects.filter(status=Status.PENDING, score__gte=min_score)
+    for suggestion in queryset.order_by("-score", "created_at"):
+        try:
+            merge_suggestion_accept(suggestion=suggestion, actor=actor)
+            accepted += 1
+        except MergeError as exc:
+            errors.append(f"#{suggestion.pk}: {exc}")
+    return accepted, errors

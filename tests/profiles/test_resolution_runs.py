@@ -1,0 +1,239 @@
+"""Guards on exact links, full runs, suggestions, do-not-merge, exact unmerge, survivorship."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from cdp.models import AuditEvent
+from profiles.models import (
+    DoNotMerge,
+    Event,
+    Identity,
+    MergeLog,
+    MergeSuggestion,
+    Profile,
+    ProfileRedirect,
+    ResolutionRun,
+    Ruleset,
+    SourceRecord,
+)
+from profiles.services.merging import profile_unmerge
+from profiles.services.suggestions import merge_suggestion_accept, merge_suggestion_reject
+from profiles.services.tracking import tracking_messages_ingest
+
+HEADER = "customer_id,first_name,last_name,email,phone,birth_date,street,postcode,city,country\n"
+
+
+def keys(source) -> dict[str, int]:
+    return dict(
+        SourceRecord.objects.filter(source=source).values_list("external_key", "profile_id")
+    )
+
+
+def test_shared_role_mailbox_never_links(make_source, import_csv):
+    source = make_source()
+    import_csv(
+        source, HEADER + "C-1,Ann,Lee,info@acme.com,,,,,,\nC-2,Bob,Stone,INFO@acme.com,,,,,,\n"
+    )
+    assert len(set(keys(source).values())) == 2
+    assert MergeSuggestion.objects.count() == 0
+
+
+def test_shared_placeholders_never_link(make_source, import_csv):
+    source = make_source()
+    import_csv(
+        source,
+        HEADER + "C-1,Ann,Lee,test@test.com,0000000000,,,,,US\n"
+        "C-2,Bob,Stone,TEST@test.com,0000000000,,,,,US\n",
+    )
+    assert len(set(keys(source).values())) == 2
+
+
+def test_identifier_shared_by_more_records_than_the_cap_stops_linking(make_source, import_csv):
+    Ruleset.objects.filter(is_active=True).update(identifier_cap=3)
+    source = make_source()
+    rows = "".join(f"C-{n},P{n},Q{n},shared@acme-corp.com,,,,,,\n" for n in range(5))
+    import_csv(source, HEADER + rows[: len(rows) // 5 * 3])  # three records: one profile
+    assert len(set(keys(source).values())) == 1
+    import_csv(source, HEADER + rows)  # five: the value is over the cap and links no more
+    ids = keys(source)
+    assert ids["C-0"] == ids["C-1"] == ids["C-2"]
+    assert len({ids["C-0"], ids["C-3"], ids["C-4"]}) == 3
+    run = call_resolve(dry_run=True)
+    assert run.report["overshared_identifiers"] == [{"type": "email", "records": 5}]
+
+
+def test_household_phone_with_conflicting_first_name_and_birth_date_stays_two(
+    make_source, import_csv
+):
+    source = make_source()
+    import_csv(
+        source,
+        HEADER + "C-1,Peter,Schulz,,030 1234567,1961-04-02,Hauptstr. 5,10115,Berlin,DE\n"
+        "C-2,Lukas,Schulz,,+49 30 1234567,1994-11-23,Hauptstraße 5,10115,Berlin,DE\n",
+    )
+    ids = keys(source)
+    assert ids["C-1"] != ids["C-2"]
+    suggestion = MergeSuggestion.objects.get()
+    assert (suggestion.left_id, suggestion.right_id) == (ids["C-1"], ids["C-2"])
+    assert suggestion.field_scores["phone"]["similarity"] == 1.0
+    assert suggestion.field_scores["birth_date"]["contribution"] == -5.0
+
+
+def call_resolve(*, dry_run: bool = False) -> ResolutionRun:
+    out = StringIO()
+    args = ["--sync"] + (["--dry-run"] if dry_run else [])
+    call_command("resolve_identities", *args, stdout=out)
+    run = ResolutionRun.objects.order_by("-pk").first()
+    assert "profiles before/after" in out.getvalue()
+    return run
+
+
+PAIR = (
+    HEADER + "C-1,Lena,Müller,lena@example.de,,1990-03-14,Hauptstr. 5,10115,Köln,DE\n"
+    "C-2,Lena,Mueller,lena.m@example.org,,1990-03-14,Hauptstraße 5,10115,Koeln,DE\n"
+)
+
+
+def test_full_run_merges_fuzzy_duplicates_and_dry_run_changes_nothing(make_source, import_csv):
+    source = make_source()
+    import_csv(source, PAIR)
+    assert Profile.objects.count() == 2
+
+    dry = call_resolve(dry_run=True)
+    assert (dry.report["merges"], dry.report["profiles_after"], Profile.objects.count()) == (
+        1,
+        1,
+        2,
+    )
+
+    run = call_resolve()
+    assert run.status == "succeeded"
+    assert run.report["profiles_before"] == 2 and run.report["profiles_after"] == 1
+    assert Profile.objects.count() == 1
+    assert MergeLog.objects.get().reason == "fuzzy: ruleset Default"
+
+
+def snapshot_state():
+    return {
+        "profiles": sorted(
+            Profile.objects.values_list(
+                "pk",
+                "first_name",
+                "last_name",
+                "email",
+                "attributes",
+                "attribute_sources",
+                "created_at",
+            )
+        ),
+        "records": sorted(SourceRecord.objects.values_list("pk", "profile_id")),
+        "identities": sorted(Identity.objects.values_list("pk", "profile_id")),
+        "events": sorted(Event.objects.values_list("pk", "profile_id")),
+        "redirects": sorted(ProfileRedirect.objects.values_list("old_id", "profile_id")),
+    }
+
+
+def test_merge_then_unmerge_restores_both_exactly_and_no_run_redoes_it(
+    make_source, import_csv, admin_user
+):
+    source = make_source()
+    web = make_source(name="web", kind="api")
+    import_csv(source, PAIR)
+    tracking_messages_ingest(
+        source=web,
+        messages=[
+            {
+                "type": "identify",
+                "messageId": "m1",
+                "userId": "u1",
+                "traits": {"email": "lena.m@example.org"},
+            },
+            {"type": "track", "messageId": "m2", "userId": "u1", "event": "Order Completed"},
+        ],
+    )
+    before = snapshot_state()
+    left, right = sorted(Profile.objects.values_list("pk", flat=True))
+    suggestion = MergeSuggestion.objects.create(left_id=left, right_id=right, score=20.0)
+
+    log = merge_suggestion_accept(suggestion=suggestion, actor=admin_user)
+    assert Profile.objects.count() == 1
+    assert Event.objects.filter(profile_id=left).count() == 2
+
+    restored = profile_unmerge(merge_log=log, actor=admin_user)
+
+    assert [p.pk for p in restored] == [right]
+    assert snapshot_state() == before
+    assert DoNotMerge.objects.filter(left_id=left, right_id=right).exists()
+    assert AuditEvent.objects.filter(action="profile.unmerge").count() == 1
+    run = call_resolve()
+    assert (run.report["merges"], run.report["suggestions"]) == (0, 0)
+    assert Profile.objects.count() == 2
+    assert MergeSuggestion.objects.filter(status="pending").count() == 0
+
+
+def test_rejected_suggestion_is_never_suggested_again(make_source, import_csv, admin_user):
+    Ruleset.objects.filter(is_active=True).update(auto_threshold=99)
+    source = make_source()
+    import_csv(source, PAIR)
+    call_resolve()
+    suggestion = MergeSuggestion.objects.get()
+    merge_suggestion_reject(suggestion=suggestion, actor=admin_user)
+    with pytest.raises(Exception, match="no longer pending"):
+        merge_suggestion_reject(suggestion=suggestion, actor=admin_user)
+
+    call_resolve()
+    assert MergeSuggestion.objects.filter(status="pending").count() == 0
+    assert Profile.objects.count() == 2
+
+
+def test_late_older_identify_never_overwrites_a_newer_value(make_source):
+    web = make_source(name="web", kind="api")
+    new = {
+        "type": "identify",
+        "messageId": "new",
+        "userId": "u1",
+        "timestamp": "2026-05-01T10:00:00Z",
+        "traits": {"address": {"city": "Berlin"}},
+    }
+    old = {
+        "type": "identify",
+        "messageId": "old",
+        "userId": "u1",
+        "timestamp": "2026-01-01T10:00:00Z",
+        "traits": {"address": {"city": "Bonn"}},
+    }
+    tracking_messages_ingest(source=web, messages=[new])
+    tracking_messages_ingest(source=web, messages=[old])
+    assert Profile.objects.get().city == "Berlin"
+
+
+def test_most_recent_strategy_across_sources_uses_event_time(make_source, import_csv):
+    Ruleset.objects.filter(is_active=True).update(survivorship_overrides={"city": "most_recent"})
+    crm = make_source(name="crm", priority=1)
+    web = make_source(name="web", kind="api", priority=100)
+    import_csv(crm, "customer_id,email,city\nC-1,ann@example.com,Bonn\n")
+    tracking_messages_ingest(
+        source=web,
+        messages=[
+            {
+                "type": "identify",
+                "messageId": "m",
+                "userId": "u1",
+                "timestamp": "2099-01-01T00:00:00Z",
+                "traits": {"email": "ann@example.com", "address": {"city": "Berlin"}},
+            }
+        ],
+    )
+    profile = Profile.objects.get()
+    web_record = SourceRecord.objects.get(source=web)
+    assert (profile.city, profile.attribute_sources["city"]) == ("Berlin", web_record.pk)
+    # Without the override, the better-priority source wins.
+    Ruleset.objects.filter(is_active=True).update(survivorship_overrides={})
+    from profiles.services.survivorship import profile_attributes_refresh
+
+    profile_attributes_refresh(profile_ids=[profile.pk])
+    assert Profile.objects.get().city == "Bonn"
