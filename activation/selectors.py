@@ -15,7 +15,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
 from activation.db import hmac_pads
-from activation.models import Activation, ActivationRun
+from activation.models import Activation, ActivationMember, ActivationRun
 from activation.sources import consent_exclusions, segment_member_ids
 from profiles.models import DataSource, Identity, Profile, SourceRecord
 
@@ -185,7 +185,9 @@ def activation_rows(
     )
     inner_sql, inner_params = inner.query.sql_with_params()
     id_sql, hmac_params = hmac_sql(connection.vendor, "p.pid", activation.destination.secret)
-    select = [f"p.pid, {id_sql} AS cdp_id"]
+    # A person keeps the id they were first sent with (from the snapshot); the HMAC is only
+    # computed for people new to this activation (COALESCE stops at the first non-null).
+    select = [f"p.pid, COALESCE(m.pseudo_id, {id_sql}) AS cdp_id"]
     join_sql, join_params = "", []
     if columns.contact:
         member_sql, member_params = member_ids.query.sql_with_params()
@@ -201,8 +203,13 @@ def activation_rows(
         )
         join_params = [columns.contact, *member_params]
     select += [f"p.{_alias(a)}" for a in columns.attributes]
-    sql = f"SELECT {', '.join(select)} FROM ({inner_sql}) p {join_sql} ORDER BY p.pid"
-    return RowQuery(sql, (*hmac_params, *inner_params, *join_params), columns)
+    sql = (
+        f"SELECT {', '.join(select)} FROM ({inner_sql}) p {join_sql} "
+        f"LEFT JOIN {ActivationMember._meta.db_table} m "
+        "ON m.activation_id = %s AND m.profile_id = p.pid ORDER BY p.pid"
+    )
+    params = (*hmac_params, *inner_params, *join_params, activation.pk)
+    return RowQuery(sql, params, columns)
 
 
 REASON_LABELS = {

@@ -192,14 +192,38 @@ def _export_full_file(run: ActivationRun, member_ids: QuerySet, timings: dict) -
         file=relative, items_done=written, items_total=written, sent_count=written
     )
     with _timed(timings, "snapshot"), _bulk():
-        ActivationMember.objects.filter(activation=activation).delete()
-        hash_sql, hash_params = rows.hash_sql()
-        _execute_sql(
-            f"INSERT INTO {ActivationMember._meta.db_table} "
-            "(activation_id, profile_id, pseudo_id, row_hash, run_id) "
-            f"SELECT %s, e.pid, e.cdp_id, {hash_sql}, %s FROM ({rows.sql}) e",
-            [activation.pk, *hash_params, run.pk, *rows.params],
-        )
+        counts = _snapshot_replace(run, rows, member_ids)
+    ActivationRun.objects.filter(pk=run.pk).update(**counts)
+
+
+def _snapshot_replace(run: ActivationRun, rows, member_ids: QuerySet) -> dict[str, int]:
+    """Make the snapshot equal the rows just written, touching only what changed: people gone
+    are deleted, changed hashes updated, new people inserted (three set-based statements)."""
+    activation = run.activation
+    snapshot = ActivationMember._meta.db_table
+    hash_sql, hash_params = rows.hash_sql()
+    eligible = eligible_profiles(activation=activation, member_ids=member_ids)
+    id_sql, id_params = eligible.annotate(pid=F("pk")).values("pid").query.sql_with_params()
+    removed = _execute_sql(
+        f"DELETE FROM {snapshot} WHERE activation_id = %s AND NOT EXISTS "
+        f"(SELECT 1 FROM ({id_sql}) e WHERE e.pid = {snapshot}.profile_id)",
+        [activation.pk, *id_params],
+    )
+    updated = _execute_sql(
+        f"UPDATE {snapshot} SET row_hash = h.row_hash, run_id = %s FROM "
+        f"(SELECT e.pid, {hash_sql} AS row_hash FROM ({rows.sql}) e) h "
+        f"WHERE {snapshot}.activation_id = %s AND {snapshot}.profile_id = h.pid "
+        f"AND {snapshot}.row_hash <> h.row_hash",
+        [run.pk, *hash_params, *rows.params, activation.pk],
+    )
+    added = _execute_sql(
+        f"INSERT INTO {snapshot} (activation_id, profile_id, pseudo_id, row_hash, run_id) "
+        f"SELECT %s, e.pid, e.cdp_id, {hash_sql}, %s FROM ({rows.sql}) e "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {snapshot} s "
+        "WHERE s.activation_id = %s AND s.profile_id = e.pid)",
+        [activation.pk, *hash_params, run.pk, *rows.params, activation.pk],
+    )
+    return {"added_count": added, "updated_count": updated, "removed_count": removed}
 
 
 @contextmanager

@@ -274,3 +274,25 @@ def test_only_failed_runs_can_be_retried(make_activation):
     run = ActivationRun.objects.create(activation=make_activation(), mode="full")
     with pytest.raises(ActivationError, match="Only a failed run"):
         activation_run_retry(run=run)
+
+
+def test_full_file_rerun_counts_changes_and_keeps_each_persons_id(make_person, make_activation):
+    ann = make_person(email="ann@example.com", first_name="Ann")
+    bob = make_person(email="bob@example.com", first_name="Bob")
+    cid = make_person(email="cid@example.com", first_name="Cid")
+    activation = make_activation(attributes=["first_name"])
+    first = run_now(activation, ids(ann, bob, cid))
+    assert (first.added_count, first.updated_count, first.removed_count) == (3, 0, 0)
+    Profile.objects.filter(pk=bob.pk).update(first_name="Robert")
+    dan = make_person(email="dan@example.com", first_name="Dan")
+    second = run_now(activation, ids(ann, bob, dan))
+    assert (second.added_count, second.updated_count, second.removed_count) == (1, 1, 1)
+    rows = list(csv.reader(io.StringIO(read_file(second))))
+    secret = activation.destination.secret
+    assert [r[0] for r in rows[1:]] == [pseudonymous_id(secret, p.pk) for p in (ann, bob, dan)]
+    assert rows[2] == [pseudonymous_id(secret, bob.pk), "bob@example.com", "Robert"]
+    assert set(ActivationMember.objects.values_list("profile_id", flat=True)) == {
+        ann.pk,
+        bob.pk,
+        dan.pk,
+    }
