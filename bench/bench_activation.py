@@ -159,8 +159,13 @@ def main() -> None:
         print(f"generated {args.n:,} profiles (+ records, identities) in {seconds:.1f} s")
 
     if connection.vendor == "postgresql":
-        written, seconds, rss = timed(lambda: copy_baseline(storage / "baseline.csv"))
-        rows.append(("COPY TO (baseline)", written, seconds, rss, ""))
+        # best of three: the machine is shared, the baseline should not be a slow outlier
+        best = min(
+            (timed(lambda: copy_baseline(storage / "baseline.csv")) for _ in range(3)),
+            key=lambda t: t[1],
+        )
+        written, seconds, rss = best
+        rows.append(("COPY TO (baseline, best of 3)", written, seconds, rss, ""))
         copy_rate = written / seconds
         written, seconds, rss = timed(
             lambda: copy_baseline(storage / "baseline2.csv", with_hmac=True)
@@ -182,6 +187,16 @@ def main() -> None:
     rows.append(("activation full CSV: write", run.sent_count, write, rss, f"{run.timings}"))
     rows.append(("activation full CSV: + count, snapshot", run.sent_count, seconds, rss, ""))
     csv_size = resolve_export(run.file).stat().st_size
+    best = None
+    for _ in range(2):
+        repeat, seconds, rss = timed(lambda: activation_run(activation))
+        if best is None or repeat.timings["write"] < best[0].timings["write"]:
+            best = (repeat, seconds, rss)
+    repeat, seconds, rss = best
+    rows.append(
+        ("full CSV again (known ids): write", repeat.sent_count, repeat.timings["write"], rss, "")
+    )
+    rows.append(("full CSV again: whole run", repeat.sent_count, seconds, rss, f"{repeat.timings}"))
 
     jsonl_dest = Destination.objects.create(
         name="bench jsonl", kind="file", folder="jsonl", file_format="jsonl"

@@ -229,12 +229,15 @@ def _snapshot_replace(run: ActivationRun, rows, member_ids: QuerySet) -> dict[st
 @contextmanager
 def _bulk():
     """One transaction for a big set-based statement; on PostgreSQL without JIT compilation
-    (seconds of compile time for no gain here) and with room to sort in memory."""
+    (seconds of compile time for no gain here), with room to sort in memory, and planning
+    cursors for all their rows."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL jit = off")
                 cursor.execute("SET LOCAL work_mem = '64MB'")
+                # Server-side cursors are read to the end: plan for all rows, not the first.
+                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         yield
 
 
