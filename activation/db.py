@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from django.db.models import CharField, Func
+
 
 def pseudonymous_id(secret: str, profile_id: int) -> str:
     """The id a destination knows a person by: HMAC-SHA256(secret, str(profile id)), hex."""
@@ -36,3 +38,26 @@ def register_sqlite_functions(sender, connection, **kwargs) -> None:
         connection.connection.create_function(
             "cdp_hmac_sha256", 2, _sqlite_hmac_sha256, deterministic=True
         )
+
+
+class HmacSha256(Func):
+    """HMAC-SHA256(key, text expression) as lower-case hex, computed by the database."""
+
+    output_field = CharField()
+
+    def __init__(self, expression, *, key: str, **extra):
+        self.key = key
+        super().__init__(expression, **extra)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        arg_sql, arg_params = compiler.compile(self.source_expressions[0])
+        return f"cdp_hmac_sha256(%s, {arg_sql})", [self.key, *arg_params]
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        arg_sql, arg_params = compiler.compile(self.source_expressions[0])
+        ipad, opad = hmac_pads(self.key.encode())
+        sql = (
+            "encode(sha256(%s::bytea || sha256(%s::bytea || "
+            f"convert_to(({arg_sql})::text, 'UTF8'))), 'hex')"
+        )
+        return sql, [opad, ipad, *arg_params]

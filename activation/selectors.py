@@ -16,7 +16,7 @@ from django.db.models.fields.json import KeyTextTransform
 
 from activation.db import hmac_pads
 from activation.models import Activation, ActivationMember, ActivationRun
-from activation.sources import consent_exclusions, segment_member_ids
+from activation.sources import OnlyThose, consent_exclusions, segment_member_ids
 from profiles.models import DataSource, Identity, Profile, SourceRecord
 
 # Attributes stored as Profile columns; any other name is read from Profile.attributes.
@@ -81,10 +81,12 @@ def _correlated(ids: QuerySet) -> Exists:
 
 def activation_exclusions(*, activation: Activation, member_ids: QuerySet) -> dict[str, Exclusion]:
     """{reason: Exclusion} in counting order, consent reasons first."""
-    reasons = {
-        reason: Exclusion(_correlated(ids))
-        for reason, ids in consent_exclusions(member_ids, activation.destination).items()
-    }
+    reasons = {}
+    for reason, ids in consent_exclusions(member_ids, activation.destination).items():
+        if isinstance(ids, OnlyThose):
+            reasons[reason] = Exclusion(_correlated(ids.ids), when_missing=True)
+        else:
+            reasons[reason] = Exclusion(_correlated(ids))
     if activation.contact_point:
         identities = Identity.objects.filter(
             profile_id=OuterRef("pk"), type=activation.contact_point, key__isnull=False
