@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from activation.models import (
@@ -360,6 +360,13 @@ def _export_items_file(run: ActivationRun) -> None:
     written = 0
     try:
         with _bulk():
+            # Who is no longer eligible (consent withdrawn since staging) leaves the work list
+            # first, so the snapshot records exactly what the file holds.
+            upserts = items.filter(action__in=[Action.ADD, Action.UPDATE])
+            eligible = eligible_profiles(
+                activation=run.activation, member_ids=upserts.values("profile_id")
+            )
+            upserts.filter(~Exists(eligible.filter(pk=OuterRef("profile_id")))).delete()
             for chunk in _stream(sql, params):
                 written += writer.write_rows((row[-1], *row[1:-1]) for row in chunk)
             ActivationRun.objects.filter(pk=run.pk).update(items_done=written)
@@ -381,7 +388,7 @@ def _deliver_batches(run: ActivationRun) -> None:
         items = RunItem.objects.filter(
             run=run, id__gte=batch.first_item_id, id__lte=batch.last_item_id
         )
-        body, sent = _batch_body(run, batch, items)
+        body, sent, sent_ids = _batch_body(run, batch, items)
         result = post_batch(
             url=destination.url,
             body=body,
@@ -404,6 +411,7 @@ def _deliver_batches(run: ActivationRun) -> None:
             ActivationRun.objects.filter(pk=run.pk).update(
                 items_done=F("items_done") + batch.size, sent_count=F("sent_count") + sent
             )
+            _forget_unsent(items, sent_ids)
             continue
         DeliveryBatch.objects.filter(pk=batch.pk).update(
             status=DeliveryBatch.Status.DEAD,
@@ -417,7 +425,17 @@ def _deliver_batches(run: ActivationRun) -> None:
         )
 
 
-def _batch_body(run: ActivationRun, batch: DeliveryBatch, items: QuerySet) -> tuple[bytes, int]:
+def _forget_unsent(items: QuerySet, sent_ids: list[int]) -> None:
+    """Drop add/update items of a batch that were not sent (no longer eligible when the batch
+    was read, e.g. consent withdrawn during the run), so the snapshot records only what was
+    sent."""
+    items.filter(action__in=[Action.ADD, Action.UPDATE]).exclude(profile_id__in=sent_ids).delete()
+
+
+def _batch_body(
+    run: ActivationRun, batch: DeliveryBatch, items: QuerySet
+) -> tuple[bytes, int, list[int]]:
+    """The JSON body, how many records it has, and the profile ids it carries."""
     columns, sql, params, removals = _item_rows(run, items)
     records = []
     with connection.cursor() as cursor:
@@ -440,7 +458,8 @@ def _batch_body(run: ActivationRun, batch: DeliveryBatch, items: QuerySet) -> tu
         "idempotency_key": batch.idempotency_key,
         "records": records,
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), len(records)
+    encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return encoded, len(records), [row[0] for row in rows]
 
 
 @transaction.atomic
