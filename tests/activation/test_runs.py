@@ -296,3 +296,45 @@ def test_full_file_rerun_counts_changes_and_keeps_each_persons_id(make_person, m
         bob.pk,
         dan.pk,
     }
+
+
+def test_changes_only_webhook_sends_exactly_added_updated_and_removed(
+    make_person, make_activation, make_destination, receiver
+):
+    ann = make_person(email="ann@example.com", first_name="Ann")
+    bob = make_person(email="bob@example.com", first_name="Bob")
+    cid = make_person(email="cid@example.com", first_name="Cid")
+    destination = make_destination(kind=Destination.Kind.WEBHOOK, url=receiver.url, batch_size=2)
+    activation = make_activation(
+        destination=destination, mode=Activation.Mode.CHANGES, attributes=["first_name"]
+    )
+    run_now(activation, ids(ann, bob, cid))
+    assert len(receiver.accepted()) == 2  # 3 adds in batches of 2
+    receiver.requests.clear()
+    Profile.objects.filter(pk=bob.pk).update(first_name="Robert")
+    dan = make_person(email="dan@example.com", first_name="Dan")
+    run = run_now(activation, ids(ann, bob, dan))
+    assert run.status == "succeeded", run.error
+    records = [r for body in receiver.accepted() for r in body["records"]]
+    secret = destination.secret
+    assert sorted(records, key=lambda r: r["cdp_id"]) == sorted(
+        [
+            {
+                "action": "update",
+                "cdp_id": pseudonymous_id(secret, bob.pk),
+                "email": "bob@example.com",
+                "attributes": {"first_name": "Robert"},
+            },
+            {
+                "action": "add",
+                "cdp_id": pseudonymous_id(secret, dan.pk),
+                "email": "dan@example.com",
+                "attributes": {"first_name": "Dan"},
+            },
+            {"action": "remove", "cdp_id": pseudonymous_id(secret, cid.pk)},
+        ],
+        key=lambda r: r["cdp_id"],
+    )
+    assert (run.added_count, run.updated_count, run.removed_count, run.sent_count) == (1, 1, 1, 3)
+    run = run_now(activation, ids(ann, bob, dan))
+    assert run.items_total == 0 and DeliveryBatch.objects.filter(run=run).count() == 0
