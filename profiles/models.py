@@ -187,6 +187,8 @@ class Profile(models.Model):
             models.Index(fields=["email"]),
             models.Index(fields=["last_name", "first_name"]),
             models.Index(fields=["created_at"]),
+            # Segments filter on country and city (docs/segments.md).
+            models.Index(fields=["country", "city"]),
         ]
 
     def __str__(self) -> str:
