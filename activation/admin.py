@@ -88,7 +88,15 @@ class ActivationForm(forms.ModelForm):
 
     class Meta:
         model = Activation
-        fields = ("name", "destination", "contact_point", "schedule", "mode", "is_active")
+        fields = (
+            "name",
+            "segment",
+            "destination",
+            "contact_point",
+            "schedule",
+            "mode",
+            "is_active",
+        )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -120,9 +128,17 @@ class ActivationForm(forms.ModelForm):
 @admin.register(Activation)
 class ActivationAdmin(admin.ModelAdmin):
     form = ActivationForm
-    list_display = ("name", "destination", "mode", "schedule", "is_active", "overview_link")
+    list_display = (
+        "name",
+        "segment",
+        "destination",
+        "mode",
+        "schedule",
+        "is_active",
+        "overview_link",
+    )
     list_filter = ("mode", "schedule", "is_active", "destination")
-    list_select_related = ("destination",)
+    list_select_related = ("segment", "destination")
     search_fields = ("name",)
 
     class Media:

@@ -118,6 +118,9 @@ class Activation(models.Model):
         CHANGES = "changes", "Changes only"
 
     name = models.CharField(max_length=200, unique=True)
+    segment = models.ForeignKey(
+        "segments.Segment", on_delete=models.PROTECT, related_name="activations"
+    )
     destination = models.ForeignKey(
         Destination, on_delete=models.PROTECT, related_name="activations"
     )

@@ -29,6 +29,7 @@ from django.db.models.functions import Concat, RowNumber
 
 from activation.db import HmacSha256
 from profiles.models import Identity
+from segments.models import SegmentMembership
 
 CONSENT_REASONS = ("suppressed", "restricted", "no_consent", "opted_out_of_sale")
 
@@ -41,12 +42,6 @@ class OnlyThose(NamedTuple):
 
 def segment_member_ids(segment) -> QuerySet:
     """Profile ids in the segment's membership (a subquery)."""
-    try:
-        from segments.models import SegmentMembership
-    except ImportError as exc:  # the segments app has not landed yet
-        raise NotImplementedError("Segments are not available yet.") from exc
-    if segment is None:
-        raise NotImplementedError("This activation has no segment.")
     return SegmentMembership.objects.filter(segment=segment).values("profile_id")
 
 

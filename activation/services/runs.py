@@ -143,7 +143,7 @@ def _execute(run: ActivationRun, member_ids: QuerySet | None, timings: dict) -> 
     destination = activation.destination
     if not run.staged:
         if member_ids is None:
-            member_ids = segment_member_ids(getattr(activation, "segment", None))
+            member_ids = segment_member_ids(activation.segment)
         with _timed(timings, "count"):
             preview = activation_preview(activation=activation, member_ids=member_ids)
         ActivationRun.objects.filter(pk=run.pk).update(

@@ -10,6 +10,7 @@ import pytest
 
 from activation.models import Activation, Destination
 from profiles.models import DataSource, Identity, Profile, SourceRecord
+from segments.models import Segment
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +73,8 @@ def make_activation(db, make_destination):
     def make(**overrides) -> Activation:
         if "destination" not in overrides:
             overrides["destination"] = make_destination()
+        if "segment" not in overrides:
+            overrides["segment"] = Segment.objects.create(name=f"seg-{Segment.objects.count()}")
         values = {
             "name": f"act-{Activation.objects.count() + 1}",
             "attributes": ["first_name", "country"],

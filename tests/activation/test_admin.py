@@ -9,6 +9,7 @@ from django.urls import reverse
 from activation.models import ActivationRun, DeliveryBatch, Destination
 from activation.services.runs import activation_run_execute
 from profiles.models import Profile
+from segments.models import Segment
 
 
 @pytest.fixture
@@ -91,10 +92,12 @@ def test_destination_form_refuses_plain_http_webhook(admin_client):
 
 def test_activation_form_stores_standard_and_custom_attributes(admin_client, make_destination):
     destination = make_destination()
+    segment = Segment.objects.create(name="Berliners")
     response = admin_client.post(
         reverse("admin:activation_activation_add"),
         {
             "name": "Newsletter",
+            "segment": segment.pk,
             "destination": destination.pk,
             "contact_point": "email",
             "schedule": "daily",
@@ -110,6 +113,7 @@ def test_activation_form_stores_standard_and_custom_attributes(admin_client, mak
         reverse("admin:activation_activation_add"),
         {
             "name": "Newsletter",
+            "segment": segment.pk,
             "destination": destination.pk,
             "contact_point": "email",
             "schedule": "daily",
