@@ -209,6 +209,23 @@ def _snapshot_replace(run: ActivationRun, rows, member_ids: QuerySet) -> dict[st
         f"(SELECT 1 FROM ({id_sql}) e WHERE e.pid = {snapshot}.profile_id)",
         [activation.pk, *id_params],
     )
+    if connection.vendor == "postgresql":
+        # One pass: insert new people, update changed hashes, count which was which.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH up AS (INSERT INTO {snapshot} "
+                "(activation_id, profile_id, pseudo_id, row_hash, run_id) "
+                f"SELECT %s, e.pid, e.cdp_id, {hash_sql}, %s FROM ({rows.sql}) e "
+                "ON CONFLICT (activation_id, profile_id) DO UPDATE SET "
+                "row_hash = EXCLUDED.row_hash, run_id = EXCLUDED.run_id "
+                f"WHERE {snapshot}.row_hash <> EXCLUDED.row_hash "
+                "RETURNING (xmax = 0) AS inserted) "
+                "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted) "
+                "FROM up",
+                [activation.pk, *hash_params, run.pk, *rows.params],
+            )
+            added, updated = cursor.fetchone()
+        return {"added_count": added, "updated_count": updated, "removed_count": removed}
     updated = _execute_sql(
         f"UPDATE {snapshot} SET row_hash = h.row_hash, run_id = %s FROM "
         f"(SELECT e.pid, {hash_sql} AS row_hash FROM ({rows.sql}) e) h "
