@@ -146,6 +146,8 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("CDP_MEDIA_ROOT", VAR_DIR / "media"))
+# Where file-export destinations write (each destination in its own sub-folder).
+CDP_ACTIVATION_STORAGE = Path(os.environ.get("CDP_ACTIVATION_STORAGE", VAR_DIR / "exports"))
 # Uploads larger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

@@ -1,0 +1,1 @@
+"""Writes for activation: destinations and runs (see activation.services.runs)."""
