@@ -160,6 +160,18 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "Customer number and birth date",
         (Criterion("customer_id", "fuzzy_low"), Criterion("birth_date", "fuzzy_low")),
     ),
+    Rule(
+        "Customer number and address",
+        (Criterion("customer_id"), Criterion("street", "fuzzy_medium")),
+    ),
+    Rule(
+        "First name, birth date and address (a changed last name)",
+        (
+            Criterion("first_name", "fuzzy_medium"),
+            Criterion("birth_date"),
+            Criterion("street", "fuzzy_medium"),
+        ),
+    ),
 )
 DEFAULT_SPEC = Spec(rules=DEFAULT_RULES)
 
@@ -442,48 +454,84 @@ def pairs_score(table: Table, pairs: np.ndarray, spec: Spec = DEFAULT_SPEC) -> S
 # ---------------------------------------------------------------- guards
 
 
-def birth_dates_conflict(a: str, b: str) -> bool:
-    """Two known birth dates (YYYYMMDD) that no single typo or day/month swap explains."""
-    if not a or not b or a == b:
-        return False
-    if OSA.distance(a, b) <= 1:
-        return False
-    return a[:4] + a[6:] + a[4:6] != b
+class DateRelation:
+    """How two birth dates (YYYYMMDD) relate; see ``birth_date_relation``."""
+
+    UNKNOWN = "unknown"  # one or both missing: no evidence either way
+    SAME = "same"
+    TYPO = "typo"  # one keying slip apart
+    DIFFERENT = "different"  # two or more of year, month, day differ: another date
 
 
-def _same_person_named(a: dict[str, str], b: dict[str, str]) -> bool:
-    """Same first and last name (either order) and the same customer number or e-mail.
+def birth_date_relation(a: str, b: str) -> str:
+    """Classify two normalised birth dates (YYYYMMDD, '' = missing).
 
-    The number or address may carry one typo: with both names agreeing, that is still far
-    stronger evidence than one of two birth dates being mistyped.
+    A *typo* is what one slip at the keyboard or in a form does to a date: one digit changed
+    or two neighbouring digits swapped (one edit, ``OSA`` distance 1), day and month given the
+    wrong way round, or exactly one of year, month and day wrong while the other two agree
+    (a lost or mistyped component). Anything else, i.e. two or more components differ, is a
+    *different* date.
     """
-    names = [(a.get(f, ""), b.get(f, "")) for f in ("first_name", "last_name")]
-    if not all(x and y for x, y in names):
-        return False
-    straight = all(JaroWinkler.normalized_similarity(x, y) >= 0.9 for x, y in names)
-    crossed = (
-        JaroWinkler.normalized_similarity(a["first_name"], b["last_name"]) >= 0.9
-        and JaroWinkler.normalized_similarity(a["last_name"], b["first_name"]) >= 0.9
-    )
-    same_id = any(
-        a.get(k) and b.get(k) and OSA.distance(a[k], b[k]) <= 1 for k in ("customer_id", "email")
-    )
-    return (straight or crossed) and same_id
+    if not a or not b:
+        return DateRelation.UNKNOWN
+    if a == b:
+        return DateRelation.SAME
+    if OSA.distance(a, b) <= 1 or a[:4] + a[6:] + a[4:6] == b:
+        return DateRelation.TYPO
+    differing = (a[:4] != b[:4]) + (a[4:6] != b[4:6]) + (a[6:] != b[6:])
+    return DateRelation.TYPO if differing == 1 else DateRelation.DIFFERENT
+
+
+def birth_dates_conflict(a: str, b: str) -> bool:
+    """Two known birth dates that no single typo explains (two or more components differ)."""
+    return birth_date_relation(a, b) == DateRelation.DIFFERENT
+
+
+def _names_compatible(a: dict[str, str], b: dict[str, str], *, level: float = 0.9) -> bool:
+    """At least one name known on both sides, and every name known on both sides alike."""
+    sim = JaroWinkler.normalized_similarity
+
+    def fits(pairs):
+        known = [(x, y) for x, y in pairs if x and y]
+        return bool(known) and all(sim(x, y) >= level for x, y in known)
+
+    fa, la, fb, lb = (r.get(f, "") for r in (a, b) for f in ("first_name", "last_name"))
+    return fits([(fa, fb), (la, lb)]) or fits([(fa, lb), (la, fb)])
+
+
+def _same_customer_number(a: dict[str, str], b: dict[str, str]) -> bool:
+    """The same customer number, allowing one typo (the source system issues one per person)."""
+    x, y = a.get("customer_id", ""), b.get("customer_id", "")
+    return bool(x and y and OSA.distance(x, y) <= 1)
+
+
+def birth_dates_block(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether the birth dates of two records keep them from an automatic merge.
+
+    - a typo apart (see ``birth_date_relation``): only when no other strong evidence agrees,
+      i.e. the full name (either order) does not agree;
+    - different dates: unless the full name *and* the customer number agree (then the date is
+      the error: a source system does not give two people one number and one name). A shared
+      e-mail, phone or address never excuses a different date: households share them.
+    """
+    relation = birth_date_relation(a.get("birth_date", ""), b.get("birth_date", ""))
+    if relation == DateRelation.TYPO:
+        return not _names_compatible(a, b)
+    if relation == DateRelation.DIFFERENT:
+        return not (_names_compatible(a, b) and _same_customer_number(a, b))
+    return False
 
 
 def strong_conflicts(a: dict[str, str], b: dict[str, str]) -> list[str]:
     """Reasons two records must not be merged automatically (they may still be suggested).
 
-    Different user ids always conflict (one user id per person). Different birth dates (more
-    than one typo apart) conflict, except when the same name and the same customer number or
-    e-mail say the birth date itself is the typo.
+    Different user ids always conflict (one user id per person). Birth dates conflict as
+    ``birth_dates_block`` says.
     """
     reasons = []
     if a.get("user_id") and b.get("user_id") and a["user_id"] != b["user_id"]:
         reasons.append("different user ids")
-    if birth_dates_conflict(
-        a.get("birth_date", ""), b.get("birth_date", "")
-    ) and not _same_person_named(a, b):
+    if birth_dates_block(a, b):
         reasons.append("different birth dates")
     return reasons
 
@@ -524,14 +572,34 @@ class _Clusters:
         return root
 
     def veto(self, ra: int, rb: int) -> list[str]:
-        ids = self.table.ids
-        for x in self.members[ra]:
-            for y in self.members[rb]:
+        """Why clusters ``ra`` and ``rb`` must not be joined automatically ([] = they may).
+
+        Do-not-merge and user ids are checked between every two members. Birth dates are
+        compared person to person: each birth date that one cluster would bring into the other
+        (a date the other does not have yet) must be vouched for by at least one pair of
+        records across the two, one holding that date, that ``birth_dates_block`` lets pass
+        (a typo with agreeing names; another date with agreeing name and customer number).
+        So one member with an odd name or date does not keep a whole cluster away from the
+        rest of the same person, while two people with dates of their own stay apart.
+        """
+        ids, sides = self.table.ids, (self.members[ra], self.members[rb])
+        records = {k: self.table.record(k) for k in (*sides[0], *sides[1])}
+        for x in sides[0]:
+            for y in sides[1]:
                 if pair_key(ids[x], ids[y]) in self.dnm:
                     return ["do not merge"]
-                conflicts = strong_conflicts(self.table.record(x), self.table.record(y))
-                if conflicts:
-                    return conflicts
+        users = [{records[k]["user_id"] for k in side} - {""} for side in sides]
+        if users[0] and users[1] and users[0] != users[1]:
+            return ["different user ids"]
+        dates = [{records[k]["birth_date"] for k in side} - {""} for side in sides]
+        for own, theirs in ((0, 1), (1, 0)):
+            if not dates[own]:
+                continue
+            dated = [records[k] for k in sides[own] if records[k]["birth_date"]]
+            for date in dates[theirs] - dates[own]:
+                holders = [records[k] for k in sides[theirs] if records[k]["birth_date"] == date]
+                if all(birth_dates_block(k, o) for k in dated for o in holders):
+                    return ["different birth dates"]
         return []
 
     def union(self, ra: int, rb: int) -> None:
