@@ -19,3 +19,14 @@ def audit_record(
         target=target,
         details=details or {},
     )
+
+
+def audit_record_many(*, actor, action: str, entries: list[tuple[str, dict]]) -> int:
+    """Write one audit row per (target, details), in one bulk insert (bulk services)."""
+    actor = actor if getattr(actor, "pk", None) else None
+    rows = [
+        AuditEvent(actor=actor, action=action, target=target, details=details)
+        for target, details in entries
+    ]
+    AuditEvent.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
