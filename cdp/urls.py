@@ -3,12 +3,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from profiles.urls import api_urlpatterns, tracking_urlpatterns
+from segments.urls import api_urlpatterns as segment_api_urlpatterns
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("v1/", include(tracking_urlpatterns)),
     path("api/", include(api_urlpatterns)),
+    path("api/", include(segment_api_urlpatterns)),
 ]
 
 handler404 = "cdp.views.not_found"

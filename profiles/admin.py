@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-from django import forms
 from django.contrib import admin
 from django.db.models import Q
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
@@ -16,14 +14,12 @@ from profiles.models import (
     Event,
     FieldMapping,
     Identity,
-    ImportRun,
     Profile,
     ProfileRedirect,
     RawRecord,
     SourceRecord,
 )
 from profiles.selectors import profile_recent_events
-from profiles.services.imports import import_run_enqueue
 
 
 def _table(headers: list[str], rows) -> str:
@@ -48,98 +44,6 @@ class DataSourceAdmin(admin.ModelAdmin):
     readonly_fields = ("write_key", "created_at")
     inlines = [FieldMappingInline]
     fields = ("name", "kind", "preset", "priority", "default_region", "write_key", "created_at")
-
-
-class ImportRunForm(forms.ModelForm):
-    class Meta:
-        model = ImportRun
-        fields = ("source", "file")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["source"].queryset = DataSource.objects.filter(kind=DataSource.Kind.FILE)
-        self.fields["file"].help_text = "A CSV export (Shopify, or canonical attribute headers)."
-
-
-@admin.register(ImportRun)
-class ImportRunAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "original_name",
-        "source",
-        "status",
-        "progress",
-        "rows_done",
-        "created_count",
-        "updated_count",
-        "unchanged_count",
-        "rejected_count",
-        "created_at",
-    )
-    list_filter = ("status", "source")
-    list_select_related = ("source",)
-    date_hierarchy = "created_at"
-    readonly_fields = (
-        "source",
-        "original_name",
-        "status",
-        "progress",
-        "rows_total",
-        "rows_done",
-        "created_count",
-        "updated_count",
-        "unchanged_count",
-        "rejected_count",
-        "error",
-        "created_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "rejected_rows",
-    )
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is None:
-            kwargs["form"] = ImportRunForm
-        return super().get_form(request, obj, change, **kwargs)
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ("source", "file")
-        return self.readonly_fields
-
-    def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else self.readonly_fields
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request, obj)
-
-    def save_model(self, request, obj, form, change):
-        obj.created_by = request.user
-        obj.original_name = form.cleaned_data["file"].name
-        super().save_model(request, obj, form, change)
-        import_run_enqueue(run=obj, actor=request.user)
-
-    @admin.display(description="Progress")
-    def progress(self, obj: ImportRun) -> str:
-        return format_html(
-            '<div class="cdp-progress" title="{}%"><span style="width:{}%"></span></div>',
-            obj.progress_percent,
-            obj.progress_percent,
-        )
-
-    @admin.display(description="Rejected rows (first 50)")
-    def rejected_rows(self, obj: ImportRun) -> str:
-        rows = obj.raw_records.filter(status=RawRecord.Status.REJECTED).order_by("row_number")[:50]
-        link = (
-            reverse("admin:profiles_rawrecord_changelist")
-            + f"?import_run__id__exact={obj.pk}&status__exact=rejected"
-        )
-        table = _table(
-            ["Row", "Error", "Row as received"],
-            ((r.row_number, r.error, json.dumps(r.payload, ensure_ascii=False)) for r in rows),
-        )
-        return format_html('{}<a href="{}">All rejected rows of this import</a>', table, link)
 
 
 @admin.register(RawRecord)
@@ -316,4 +220,5 @@ class ProfileRedirectAdmin(admin.ModelAdmin):
     raw_id_fields = ("profile",)
 
 
-from profiles import admin_resolution  # noqa: E402, F401  (registers the resolution admin)
+# Registered from their own modules: ImportRunAdmin, and the resolution admin.
+from profiles import admin_imports, admin_resolution  # noqa: E402, F401

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from profiles.constants import IdentifierType, Transform
+from profiles.constants import DATE_FORMAT_CHOICES, IdentifierType, NumberLocale, Transform
 
 
 def new_write_key() -> str:
@@ -72,6 +72,15 @@ class FieldMapping(models.Model):
     is_key = models.BooleanField(
         default=False, help_text="Identifies the customer within this source (external key)."
     )
+    number_locale = models.CharField(
+        max_length=5, choices=NumberLocale.choices, default=NumberLocale.EN
+    )
+    date_format = models.CharField(
+        max_length=30,
+        choices=DATE_FORMAT_CHOICES,
+        blank=True,
+        help_text="Needed when day and month order cannot be told from the column.",
+    )
 
     class Meta:
         constraints = [
@@ -87,6 +96,7 @@ class ImportRun(models.Model):
     """One import of one file into one source: the job's run row with progress and counts."""
 
     class Status(models.TextChoices):
+        DRAFT = "draft", "Awaiting mapping"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
@@ -95,6 +105,22 @@ class ImportRun(models.Model):
     source = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="import_runs")
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255, blank=True)
+    encoding = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="Blank: detected (UTF-8 with or without BOM, else "
+        "Windows-1252). Set when the file was read as detected.",
+    )
+    delimiter = models.CharField(
+        max_length=1, blank=True, help_text="Blank: detected (comma, semicolon, tab or pipe)."
+    )
+    headers = models.JSONField(default=list, blank=True)
+    date_orders = models.JSONField(
+        default=dict, blank=True, help_text="Day/month order inferred per date column."
+    )
+    rejected_reasons = models.JSONField(
+        default=dict, blank=True, help_text="Rejected rows counted by reason."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     rows_total = models.PositiveIntegerField(null=True, blank=True)
     rows_done = models.PositiveIntegerField(default=0)
@@ -187,6 +213,8 @@ class Profile(models.Model):
             models.Index(fields=["email"]),
             models.Index(fields=["last_name", "first_name"]),
             models.Index(fields=["created_at"]),
+            # Segments filter on country and city (docs/segments.md).
+            models.Index(fields=["country", "city"]),
         ]
 
     def __str__(self) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
+
 from django.db.models import Count, Prefetch, QuerySet
 
 from cdp.normalize import IdentifierKey, InvalidValue, identifier_key
@@ -93,3 +97,50 @@ def merge_suggestion_sides(*, suggestion) -> list[dict]:
             }
         )
     return sides
+
+
+def import_run_report(*, run) -> dict:
+    """The final report of an import: counts, rejected rows by reason, formats detected."""
+    reasons = sorted((run.rejected_reasons or {}).items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "read": run.rows_done,
+        "total": run.rows_total,
+        "created": run.created_count,
+        "updated": run.updated_count,
+        "unchanged": run.unchanged_count,
+        "rejected": run.rejected_count,
+        "reasons": reasons,
+        "finished": run.status in (run.Status.SUCCEEDED, run.Status.FAILED),
+    }
+
+
+def import_run_rejected_csv_lines(*, run) -> Iterator[str]:
+    """The rejected rows of a run as CSV lines: the file's columns, then an ``error`` column.
+
+    Streams from the database in chunks (constant memory whatever the number of rows).
+    """
+    from profiles.models import RawRecord
+    from profiles.services.imports import EXTRA_VALUES
+
+    headers = list(run.headers or [])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(values: list) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(values)
+        return buffer.getvalue()
+
+    yield "\ufeff" + line([*headers, "row", "error"])
+    rows = (
+        RawRecord.objects.filter(import_run=run, status=RawRecord.Status.REJECTED)
+        .order_by("row_number")
+        .values_list("row_number", "payload", "error")
+    )
+    for number, payload, error in rows.iterator(chunk_size=2000):
+        extra = payload.get(EXTRA_VALUES) or []
+        values = [payload.get(h, "") for h in headers] + [number, error]
+        if extra:
+            values[-1] = f"{error} (extra values: {' | '.join(map(str, extra))})"
+        yield line(values)

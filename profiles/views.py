@@ -34,7 +34,8 @@ class RequestError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def _read_body(request: HttpRequest) -> dict:
+def _read_body(request: HttpRequest) -> tuple[dict, int]:
+    """The JSON body (gunzipped when sent so) and its decompressed size in bytes."""
     try:
         raw = request.body
     except RequestDataTooBig:
@@ -55,7 +56,7 @@ def _read_body(request: HttpRequest) -> dict:
         raise RequestError("invalid_json", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise RequestError("invalid_json", "The body must be a JSON object.")
-    return body
+    return body, len(raw)
 
 
 def _write_key(request: HttpRequest, body: dict) -> str:
@@ -86,7 +87,7 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
     if request.method != "POST":
         return json_error("method_not_allowed", "Use POST.", 405)
     try:
-        body = _read_body(request)
+        body, size = _read_body(request)
         source = _source_for(request, body)
         if message_type is None:
             messages = body.get("batch")
@@ -99,12 +100,18 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
             if message["type"] != message_type:
                 raise RequestError("invalid_type", f"This endpoint takes {message_type} messages.")
             messages, batch_level = [message], {}
-        for index, message in enumerate(messages):
-            size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
-            if size > MAX_MESSAGE_BYTES:
+        if message_type is not None and size > MAX_MESSAGE_BYTES:
+            raise RequestError(
+                "message_too_large",
+                f"The message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}.",
+            )
+        # A body within the message limit cannot hold an oversized message: skip the check.
+        for index, message in enumerate(messages if size > MAX_MESSAGE_BYTES else []):
+            length = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+            if length > MAX_MESSAGE_BYTES:
                 raise RequestError(
                     "message_too_large",
-                    f"Message {index} is {size} bytes; the limit is {MAX_MESSAGE_BYTES}.",
+                    f"Message {index} is {length} bytes; the limit is {MAX_MESSAGE_BYTES}.",
                 )
     except RequestError as exc:
         return json_error(exc.code, exc.message, exc.status)

@@ -1,7 +1,11 @@
 """File imports: land every row verbatim, map it, upsert source records, resolve identities.
 
-Streams the file in batches; per batch a few set-based queries and two commits (raw rows are
-committed before mapping starts, so a row is never lost even when mapping fails).
+The file is read in a first streaming pass (encoding, delimiter, row count, the day/month
+order of date columns) and imported in a second, in batches. Per batch: rows are mapped in
+Python (pure functions), then one transaction upserts the source records and identities, lands
+the rows verbatim with their outcome (COPY on PostgreSQL) and resolves profiles. If a batch's
+transaction fails, its rows are landed alone as pending before the run fails, so no row is
+lost; the uploaded file itself stays on the run.
 """
 
 from __future__ import annotations
@@ -9,24 +13,32 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from django.core.files.base import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
 from profiles.models import DataSource, FieldMapping, ImportRun, RawRecord
 from profiles.services.mapping import (
     FieldSpec,
     MappedRecord,
     RowError,
+    date_columns,
+    date_evidence,
+    date_order_from_evidence,
     default_specs,
     map_row,
+    preset_constant_specs,
     stable_hash,
 )
 from profiles.services.records import source_records_upsert
@@ -34,9 +46,29 @@ from profiles.services.resolution import profiles_resolve
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
+BATCH_SIZE = 2000
 SNIFF_BYTES = 64 * 1024
 EXTRA_VALUES = "__extra_values__"
+DELIMITERS = (",", ";", "\t", "|")
+# Encodings offered to the user; blank means detect.
+ENCODING_CHOICES = [
+    ("", "Detect (UTF-8 with or without BOM, else Windows-1252)"),
+    ("utf-8", "UTF-8"),
+    ("cp1252", "Windows-1252 (Excel on Windows, Western Europe)"),
+    ("latin-1", "ISO-8859-1 (Latin-1)"),
+    ("iso-8859-15", "ISO-8859-15 (Latin-9, with €)"),
+    ("utf-16", "UTF-16 (Excel 'Unicode text')"),
+    ("mac_roman", "Mac Roman"),
+]
+DELIMITER_CHOICES = [
+    ("", "Detect"),
+    (",", "Comma ,"),
+    (";", "Semicolon ;"),
+    ("\t", "Tab"),
+    ("|", "Pipe |"),
+]
+
+csv.field_size_limit(16 * 1024 * 1024)
 
 
 class ImportError_(Exception):
@@ -48,31 +80,109 @@ class FileFormat:
     encoding: str
     delimiter: str
     rows: int
+    headers: list[str] = field(default_factory=list)
+    date_orders: dict[str, str] = field(default_factory=dict)
+
+
+def _bom_encoding(head: bytes) -> str:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return ""
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter under which the sample's records have the most consistent field counts.
+
+    Records are parsed with the csv module, so quoted fields with delimiters or line breaks
+    inside do not mislead it. The last record of the sample may be cut off and is ignored.
+    """
+    best, best_rank = ",", (-1.0, 0)
+    for delimiter in DELIMITERS:
+        try:
+            records = list(csv.reader(io.StringIO(sample), delimiter=delimiter))
+        except csv.Error:
+            continue
+        records = [r for r in records if any(v.strip() for v in r)]
+        if len(records) > 2:
+            records = records[:-1]
+        if not records or len(records[0]) < 2:
+            continue
+        width = len(records[0])
+        consistent = sum(1 for r in records if len(r) == width) / len(records)
+        rank = (consistent, width)
+        if rank > best_rank:
+            best, best_rank = delimiter, rank
+    return best
+
+
+def scan_file(
+    path: str,
+    *,
+    encoding: str = "",
+    delimiter: str = "",
+    specs_for: Callable[[list[str]], list[FieldSpec]] | None = None,
+) -> FileFormat:
+    """Read the whole file once, streaming: encoding, delimiter, headers, rows, date orders.
+
+    Without a chosen encoding: a BOM decides, else UTF-8 if the whole file decodes, else
+    Windows-1252 (and Latin-1 for the five bytes Windows-1252 leaves undefined). UTF-8 is tried
+    first, so a UTF-8 file is never read as Windows-1252 (no mojibake).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    if not head.strip():
+        raise ImportError_("The file is empty.")
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ImportError_(f"Unknown encoding {encoding!r}.") from None
+        candidates = [encoding]
+    else:
+        candidates = [_bom_encoding(head) or "utf-8", "cp1252", "latin-1"]
+    last_error: UnicodeDecodeError | None = None
+    for candidate in candidates:
+        try:
+            return _scan(path, candidate, delimiter, specs_for)
+        except UnicodeDecodeError as exc:
+            last_error = exc
+    assert last_error is not None
+    raise ImportError_(
+        f"The file is not valid {candidates[-1]} (byte {last_error.start}): "
+        "choose the encoding it was saved in."
+    )
+
+
+def _scan(path, encoding, delimiter, specs_for) -> FileFormat:
+    with open(path, encoding=encoding, errors="strict", newline="") as text:
+        sample = text.read(SNIFF_BYTES)
+        delimiter = delimiter or sniff_delimiter(sample)
+        text.seek(0)
+        reader = csv.reader(text, delimiter=delimiter)
+        try:
+            headers = unique_headers(next(reader))
+        except StopIteration:
+            raise ImportError_("The file has no header row.") from None
+        columns = date_columns(specs_for(headers)) if specs_for else []
+        positions = [(c, headers.index(c)) for c in columns if c in headers]
+        evidence: dict[str, set[str]] = {c: set() for c, _ in positions}
+        rows = 0
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            rows += 1
+            for column, index in positions:
+                if index < len(values) and values[index].strip():
+                    evidence[column].add(date_evidence(values[index]))
+    orders = {c: date_order_from_evidence(e) for c, e in evidence.items()}
+    return FileFormat(encoding, delimiter, rows, headers, {c: o for c, o in orders.items() if o})
 
 
 def detect_format(path: str) -> FileFormat:
-    """Encoding (UTF-8 with or without BOM, else Windows-1252), delimiter and row count."""
-    encoding = "utf-8-sig"
-    decoder = codecs.getincrementaldecoder(encoding)()
-    with open(path, "rb") as handle:
-        head = handle.read(SNIFF_BYTES)
-        handle.seek(0)
-        try:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            encoding = "cp1252"
-    sample = head.decode(encoding, errors="replace")
-    if not sample.strip():
-        raise ImportError_("The file is empty.")
-    try:
-        delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
-    except csv.Error:
-        delimiter = ","
-    with open(path, encoding=encoding, errors="replace", newline="") as text:
-        rows = sum(1 for _ in csv.reader(text, delimiter=delimiter)) - 1
-    return FileFormat(encoding, delimiter, max(rows, 0))
+    """Encoding, delimiter and row count of a file (see scan_file)."""
+    return scan_file(path)
 
 
 def read_rows(path: str, fmt: FileFormat) -> Iterator[tuple[list[str], int, dict]]:
@@ -97,32 +207,85 @@ def unique_headers(headers: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     result = []
     for header in headers:
-        name = header.strip() or "column"
+        name = header.strip().lstrip("\ufeff").strip() or "column"
         seen[name] = seen.get(name, 0) + 1
         result.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
     return result
 
 
 def specs_for_source(source: DataSource, headers: list[str]) -> list[FieldSpec]:
-    """The saved mapping of the source, or its preset / canonical-name default."""
+    """The saved mapping of the source, or its preset / canonical-name default.
+
+    A preset's constant mappings that depend on the file (Mailchimp's status) are added to a
+    saved mapping too, unless the mapping already sets that target.
+    """
     saved = list(source.mappings.all())
     if not saved:
         return default_specs(headers, source.preset)
-    return [
-        FieldSpec(m.source_field, m.target, m.transform, m.identifier_type, m.is_key) for m in saved
+    specs = [
+        FieldSpec(
+            m.source_field,
+            m.target,
+            m.transform,
+            m.identifier_type,
+            m.is_key,
+            number_locale=m.number_locale or "en",
+            date_format=m.date_format,
+        )
+        for m in saved
     ]
+    targets = {s.target for s in specs}
+    if source.preset:
+        specs += [
+            s for s in preset_constant_specs(source.preset, headers) if s.target not in targets
+        ]
+    return specs
 
 
 def import_run_create(
-    *, source: DataSource, file: File, created_by=None, original_name: str = "", sync=False
+    *,
+    source: DataSource,
+    file: File,
+    created_by=None,
+    original_name: str = "",
+    sync=False,
+    encoding: str = "",
+    delimiter: str = "",
+    draft: bool = False,
 ) -> ImportRun:
-    """Store the file on a new run and queue the import (run inline with ``sync``)."""
-    run = ImportRun(source=source, created_by=created_by, original_name=original_name or file.name)
+    """Store the file on a new run and queue the import (run inline with ``sync``).
+
+    With ``draft`` the run waits for its mapping to be confirmed (``import_run_start``).
+    """
+    run = ImportRun(
+        source=source,
+        created_by=created_by,
+        original_name=original_name or file.name,
+        encoding=encoding,
+        delimiter=delimiter,
+        status=ImportRun.Status.DRAFT if draft else ImportRun.Status.QUEUED,
+    )
     run.file.save(run.original_name, file, save=False)
     run.save()
+    if draft:
+        audit_record(actor=created_by, action="import.upload", target=run)
+        return run
     import_run_enqueue(run=run, actor=created_by, sync=sync)
     run.refresh_from_db()
     return run
+
+
+def import_run_start(*, run: ImportRun, actor=None, sync: bool = False) -> bool:
+    """Queue a draft run once its mapping is confirmed. False when it was not a draft any more
+    (a second click)."""
+    with transaction.atomic():
+        started = ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.DRAFT).update(
+            status=ImportRun.Status.QUEUED
+        )
+    if not started:
+        return False
+    import_run_enqueue(run=run, actor=actor, sync=sync)
+    return True
 
 
 def import_run_enqueue(*, run: ImportRun, actor=None, sync: bool = False) -> None:
@@ -150,7 +313,14 @@ def import_run_execute(*, run: ImportRun) -> ImportRun:
     except (ImportError_, UnicodeDecodeError, csv.Error) as exc:
         _finish(run, ImportRun.Status.FAILED, f"The file cannot be read: {exc}")
     except Exception as exc:
-        logger.exception("Import %s failed", run.pk)
+        # The exception's message may quote row values (a database error's DETAIL): log where
+        # it happened and its type, never its text.
+        logger.error(
+            "Import %s failed: %s\n%s",
+            run.pk,
+            exc.__class__.__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         _finish(run, ImportRun.Status.FAILED, f"Unexpected error: {exc.__class__.__name__}")
         raise
     else:
@@ -165,78 +335,173 @@ def _finish(run: ImportRun, status: str, error: str) -> None:
     )
 
 
+@dataclass
+class _Batch:
+    run: ImportRun
+    source: DataSource
+    specs: list[FieldSpec]
+    date_orders: dict[str, str]
+    reasons: Counter = field(default_factory=Counter)
+
+
 def _import_file(run: ImportRun) -> None:
     source = run.source
     path = run.file.path
-    fmt = detect_format(path)
-    ImportRun.objects.filter(pk=run.pk).update(rows_total=fmt.rows)
-    specs: list[FieldSpec] | None = None
+    fmt = scan_file(
+        path,
+        encoding=run.encoding,
+        delimiter=run.delimiter,
+        specs_for=lambda headers: specs_for_source(source, headers),
+    )
+    ImportRun.objects.filter(pk=run.pk).update(
+        rows_total=fmt.rows,
+        encoding=fmt.encoding,
+        delimiter=fmt.delimiter,
+        headers=fmt.headers,
+        date_orders=fmt.date_orders,
+    )
+    state = _Batch(run, source, specs_for_source(source, fmt.headers), fmt.date_orders)
     batch: list[tuple[int, dict]] = []
-    for headers, number, row in read_rows(path, fmt):
-        if specs is None:
-            specs = specs_for_source(source, headers)
+    for _headers, number, row in read_rows(path, fmt):
         batch.append((number, row))
         if len(batch) >= BATCH_SIZE:
-            _import_batch(run, source, specs, batch)
+            _import_batch(state, batch)
             batch = []
     if batch:
-        _import_batch(run, source, specs or [], batch)
+        _import_batch(state, batch)
 
 
-def _import_batch(
-    run: ImportRun, source: DataSource, specs: list[FieldSpec], batch: list[tuple[int, dict]]
-) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        raws = RawRecord.objects.bulk_create(
-            [
-                RawRecord(
-                    source=source,
-                    import_run=run,
-                    row_number=number,
-                    payload=row,
-                    content_hash=stable_hash(row),
-                    received_at=now,
-                )
-                for number, row in batch
-            ],
-            batch_size=BATCH_SIZE,
-        )
-    region = source.default_region
-    mapped: list[tuple[RawRecord, MappedRecord]] = []
-    rejected: list[RawRecord] = []
-    for raw in raws:
-        row = raw.payload
+def rows_map(
+    batch: list[tuple[int, dict]],
+    specs: list[FieldSpec],
+    *,
+    region: str = "",
+    date_orders: dict[str, str] | None = None,
+) -> list[tuple[int, dict, MappedRecord | None, RowError | None]]:
+    """Map each (row number, row): (number, row, record, None) or (number, row, None, error)."""
+    result = []
+    for number, row in batch:
         try:
             if EXTRA_VALUES in row:
                 extra = len(row[EXTRA_VALUES])
-                raise RowError(f"the row has {extra} more value(s) than the header has columns")
-            mapped.append((raw, map_row(row, specs, region=region)))
+                raise RowError(
+                    f"the row has {extra} more value(s) than the header has columns",
+                    "extra_values",
+                )
+            record = map_row(row, specs, region=region, date_orders=date_orders)
+            result.append((number, row, record, None))
         except RowError as exc:
-            raw.status, raw.error = RawRecord.Status.REJECTED, str(exc)
-            rejected.append(raw)
-    with transaction.atomic():
-        result = source_records_upsert(source=source, records=[m for _, m in mapped])
-        profiles_resolve(source_record_ids=result.changed_ids)
-        for raw, record in mapped:
-            raw.status = RawRecord.Status.ACCEPTED
-            raw.source_record_id = result.record_ids[record.external_key]
-        RawRecord.objects.bulk_update(
-            [raw for raw, _ in mapped] + rejected,
-            ["status", "error", "source_record"],
-            batch_size=500,
-        )
-        ImportRun.objects.filter(pk=run.pk).update(
-            rows_done=F("rows_done") + len(batch),
-            created_count=F("created_count") + result.created,
-            updated_count=F("updated_count") + result.updated,
-            unchanged_count=F("unchanged_count") + result.unchanged,
-            rejected_count=F("rejected_count") + len(rejected),
-        )
+            result.append((number, row, None, exc))
+    return result
 
 
-def mapping_save(*, source: DataSource, specs: list[FieldSpec]) -> None:
-    """Replace the source's saved mapping with these specs."""
+def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
+    run, source = state.run, state.source
+    mapped = rows_map(
+        batch, state.specs, region=source.default_region, date_orders=state.date_orders
+    )
+    now = timezone.now()
+    records = [record for _n, _r, record, _e in mapped if record is not None]
+    try:
+        with transaction.atomic():
+            result = source_records_upsert(source=source, records=records)
+            raws = []
+            rejected = Counter()
+            for number, row, record, error in mapped:
+                if record is not None:
+                    status, message = RawRecord.Status.ACCEPTED, ""
+                    record_id = result.record_ids[record.external_key]
+                else:
+                    status, message, record_id = RawRecord.Status.REJECTED, str(error), None
+                    rejected[error.reason] += 1
+                raws.append((number, row, status, message, record_id))
+            raw_records_land(run=run, source=source, rows=raws, received_at=now)
+            profiles_resolve(source_record_ids=result.changed_ids)
+            state.reasons.update(rejected)
+            ImportRun.objects.filter(pk=run.pk).update(
+                rows_done=F("rows_done") + len(batch),
+                created_count=F("created_count") + result.created,
+                updated_count=F("updated_count") + result.updated,
+                unchanged_count=F("unchanged_count") + result.unchanged,
+                rejected_count=F("rejected_count") + sum(rejected.values()),
+                rejected_reasons=dict(state.reasons),
+            )
+    except Exception as exc:
+        # Land the rows as they came, unapplied, so nothing is lost; then fail the run.
+        note = f"not applied: the import failed ({exc.__class__.__name__})"
+        raw_records_land(
+            run=run,
+            source=source,
+            rows=[(n, row, RawRecord.Status.PENDING, note, None) for n, row in batch],
+            received_at=now,
+        )
+        raise
+
+
+def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], received_at) -> None:
+    """Store rows verbatim: (row number, row, status, error, source record id) each.
+
+    COPY on PostgreSQL, one multi-row INSERT per chunk elsewhere; never a query per row.
+    """
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        columns = (
+            "source_id, import_run_id, row_number, payload, content_hash, status, error, "
+            "source_record_id, received_at"
+        )
+        with connection.cursor() as cursor:
+            copy_sql = f"COPY {RawRecord._meta.db_table} ({columns}) FROM STDIN"
+            with cursor.cursor.copy(copy_sql) as copy:
+                for number, row, status, error, record_id in rows:
+                    payload = json.dumps(row, ensure_ascii=False)
+                    copy.write_row(
+                        (
+                            source.pk,
+                            run.pk,
+                            number,
+                            payload,
+                            stable_hash(row),
+                            status,
+                            error,
+                            record_id,
+                            received_at,
+                        )
+                    )
+        return
+    bulk_insert_rows(
+        RawRecord,
+        [
+            "source",
+            "import_run",
+            "row_number",
+            "payload",
+            "content_hash",
+            "status",
+            "error",
+            "source_record",
+            "received_at",
+        ],
+        [
+            (
+                source.pk,
+                run.pk,
+                number,
+                row,
+                stable_hash(row),
+                status,
+                error,
+                record_id,
+                received_at,
+            )
+            for number, row, status, error, record_id in rows
+        ],
+    )
+
+
+def mapping_save(*, source: DataSource, specs: list[FieldSpec], actor=None) -> None:
+    """Replace the source's saved mapping with these specs (constant preset specs excluded:
+    they are derived from each file)."""
     with transaction.atomic():
         source.mappings.all().delete()
         FieldMapping.objects.bulk_create(
@@ -248,17 +513,54 @@ def mapping_save(*, source: DataSource, specs: list[FieldSpec]) -> None:
                     transform=s.transform,
                     identifier_type=s.identifier,
                     is_key=s.is_key,
+                    number_locale=s.number_locale or "en",
+                    date_format=s.date_format,
                 )
                 for s in specs
+                if s.constant is None
             ]
         )
+        audit_record(
+            actor=actor,
+            action="mapping.save",
+            target=source,
+            details={"columns": [s.column for s in specs if s.constant is None]},
+        )
+
+
+@dataclass
+class ImportPreview:
+    """What an import of a file would do: its format and the first rows, mapped."""
+
+    fmt: FileFormat
+    rows: list[tuple[int, dict, MappedRecord | None, RowError | None]]
+
+
+def import_preview(
+    *,
+    path: str,
+    specs: list[FieldSpec],
+    encoding: str = "",
+    delimiter: str = "",
+    region: str = "",
+    limit: int = 5,
+) -> ImportPreview:
+    """Scan the whole file (date orders need every value) and map its first ``limit`` rows."""
+    fmt = scan_file(path, encoding=encoding, delimiter=delimiter, specs_for=lambda _h: specs)
+    batch: list[tuple[int, dict]] = []
+    for _headers, number, row in read_rows(path, fmt):
+        batch.append((number, row))
+        if len(batch) >= limit:
+            break
+    rows = rows_map(batch, specs, region=region, date_orders=fmt.date_orders)
+    return ImportPreview(fmt, rows)
 
 
 def csv_preview(path: str, limit: int = 5) -> tuple[list[str], list[dict]]:
     """Headers and the first rows of a file, for mapping previews."""
     fmt = detect_format(path)
     rows: list[dict] = []
-    columns: list[str] = []
+    columns: list[str] = fmt.headers
     for headers, _number, row in read_rows(path, fmt):
         columns = headers
         rows.append(row)

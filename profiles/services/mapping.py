@@ -12,14 +12,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.conf import settings
+from thefuzz import fuzz
 
-from cdp.normalize import IdentifierKey, InvalidValue, clean_text, identifier_key
+from cdp.normalize import IdentifierKey, IdentifierTypes, InvalidValue, clean_text, identifier_key
 from profiles.constants import (
+    ATTRIBUTE_SYNONYMS,
     CANONICAL_ATTRIBUTES,
+    CONSTANT_PREFIX,
+    COUNTRY_NAMES,
     PRESETS,
     TRAIT_PREFIX,
     AttributeType,
+    DateOrder,
+    NumberLocale,
     Transform,
+    preset_extra_specs,
 )
 
 # Order in which identities stand in for a missing external key.
@@ -30,7 +37,14 @@ _FALSE = {"no", "n", "false", "f", "0", "off", "unsubscribed", "nein"}
 
 
 class RowError(ValueError):
-    """A row that cannot be mapped; its message names the column and the reason."""
+    """A row that cannot be mapped; its message names the column and the reason.
+
+    ``reason`` is a short code for the import report (``invalid_email``, ``ambiguous_date``...).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid_value"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,13 @@ class FieldSpec:
     transform: str = Transform.NONE
     identifier: str = ""
     is_key: bool = False
+    number_locale: str = NumberLocale.EN
+    date_format: str = ""
+
+    @property
+    def constant(self) -> str | None:
+        """The fixed value of a constant mapping (column ``=value``), else None."""
+        return self.column[1:] if self.column.startswith(CONSTANT_PREFIX) else None
 
 
 @dataclass
@@ -75,7 +96,9 @@ def stable_hash(value: object) -> str:
 def default_specs(headers: list[str], preset: str = "") -> list[FieldSpec]:
     """The mapping used when a source has none saved: its preset, or header == attribute name.
 
-    Columns that match no canonical attribute become custom traits under their own name.
+    Columns that match no canonical attribute become custom traits under their own name. A
+    preset may add constant mappings that depend on which columns the file has (Mailchimp:
+    the subscription status of a subscribed, unsubscribed or cleaned export).
     """
     if preset:
         if preset not in PRESETS:
@@ -85,10 +108,19 @@ def default_specs(headers: list[str], preset: str = "") -> list[FieldSpec]:
         for header in headers:
             p = by_column.get(header)
             if p:
-                specs.append(FieldSpec(p.column, p.target, p.transform, p.identifier, p.is_key))
+                specs.append(
+                    FieldSpec(
+                        p.column,
+                        p.target,
+                        p.transform,
+                        p.identifier,
+                        p.is_key,
+                        date_format=p.date_format,
+                    )
+                )
             else:
                 specs.append(FieldSpec(header, TRAIT_PREFIX + trait_name(header)))
-        return specs
+        return specs + preset_constant_specs(preset, headers)
     specs = []
     for header in headers:
         name = trait_name(header)
@@ -97,6 +129,14 @@ def default_specs(headers: list[str], preset: str = "") -> list[FieldSpec]:
         else:
             specs.append(FieldSpec(header, TRAIT_PREFIX + name))
     return specs
+
+
+def preset_constant_specs(preset: str, headers: list[str]) -> list[FieldSpec]:
+    """Constant mappings a preset derives from the file's columns (see constants.py)."""
+    return [
+        FieldSpec(CONSTANT_PREFIX + value, target, transform)
+        for value, target, transform in preset_extra_specs(preset, headers)
+    ]
 
 
 def trait_name(header: str) -> str:
@@ -130,7 +170,14 @@ def parse_boolean(value: str) -> bool:
     raise InvalidValue(f"{value!r} is not yes/no")
 
 
-def convert_value(attr_type: str, value: object) -> object:
+def convert_value(
+    attr_type: str,
+    value: object,
+    *,
+    number_locale: str = NumberLocale.EN,
+    date_format: str = "",
+    date_order: str = "",
+) -> object:
     """Convert a transformed value to the attribute's type; InvalidValue when it is not one."""
     if isinstance(value, bool) or value is None:
         if attr_type in (AttributeType.BOOLEAN, AttributeType.STRING):
@@ -138,22 +185,30 @@ def convert_value(attr_type: str, value: object) -> object:
         raise InvalidValue(f"expected {attr_type}, got yes/no")
     text = str(value)
     if attr_type == AttributeType.DATE:
-        return parse_iso_date(text)
+        return parse_date(text, date_format=date_format, order=date_order)
     if attr_type == AttributeType.NUMBER:
-        return parse_number(text)
+        return parse_number(text, number_locale)
     if attr_type == AttributeType.INTEGER:
-        number = parse_number(text)
+        number = parse_number(text, number_locale)
         if number != int(number):
             raise InvalidValue(f"{text!r} is not a whole number")
         return int(number)
     if attr_type == AttributeType.BOOLEAN:
         return parse_boolean(text)
     if attr_type == AttributeType.COUNTRY:
-        code = text.upper()
-        if not re.fullmatch(r"[A-Z]{2}", code):
-            raise InvalidValue(f"{text!r} is not a two-letter country code")
-        return code
+        return parse_country(text)
     return text
+
+
+def parse_country(text: str) -> str:
+    """A two-letter ISO 3166 code, or an English country name HubSpot/Salesforce exports use."""
+    code = text.strip().upper()
+    if re.fullmatch(r"[A-Z]{2}", code):
+        return code
+    named = COUNTRY_NAMES.get(re.sub(r"\s+", " ", text.strip().lower()))
+    if named:
+        return named
+    raise InvalidValue(f"{text!r} is not a two-letter country code or a known country name")
 
 
 def parse_iso_date(text: str) -> str:
@@ -165,26 +220,164 @@ def parse_iso_date(text: str) -> str:
         raise InvalidValue(f"{text!r} is not a date in ISO format (YYYY-MM-DD)") from None
 
 
-def parse_number(text: str) -> float:
-    """A number with a decimal point; thousands separators are a row error, never guessed."""
-    cleaned = text.replace("\u00a0", "").replace(" ", "")
-    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", cleaned):
+# d/m/y, m/d/y, d.m.y, d-m-y with a 2- or 4-digit year, optionally followed by a time.
+_NUMERIC_DATE = re.compile(r"(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})(?:[ T,]+\d{1,2}:\d{2}.*)?")
+_ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def date_evidence(text: str) -> str:
+    """What one value says about its column's day/month order.
+
+    ``iso`` (no order needed), ``dmy`` or ``mdy`` (a part over 12 settles it), ``dotted``
+    (d.m.y: day first by convention), ``either`` (both parts 12 or less) or ``""`` (no date).
+    """
+    text = text.strip()
+    if _ISO_START.match(text):
+        return "iso"
+    match = _NUMERIC_DATE.fullmatch(text)
+    if not match:
+        return ""
+    first, separator, second = int(match.group(1)), match.group(2), int(match.group(3))
+    if separator == ".":
+        return "dotted"
+    if first > 12 >= second:
+        return DateOrder.DAY_FIRST
+    if second > 12 >= first:
+        return DateOrder.MONTH_FIRST
+    return "either"
+
+
+def date_order_from_evidence(evidence: set[str]) -> str:
+    """The order of a whole column from the evidence of all its values."""
+    settled = evidence & {DateOrder.DAY_FIRST, DateOrder.MONTH_FIRST}
+    if len(settled) == 2:
+        return DateOrder.CONFLICT
+    if settled:
+        return settled.pop()
+    if "either" in evidence:
+        return DateOrder.AMBIGUOUS
+    return ""
+
+
+def parse_date(text: str, *, date_format: str = "", order: str = "") -> str:
+    """A date as ISO text: ISO input, an explicit strptime format, or d/m/y in a known order.
+
+    ISO values are read in every column, also one with an explicit format.
+    ``order`` is what the whole column showed (see ``date_order_from_evidence``); a d/m/y value
+    in a column whose order is ambiguous or contradictory is an error, never a guess.
+    """
+    text = text.strip()
+    if date_format and not _ISO_START.match(text):
+        try:
+            return datetime.strptime(text, date_format).date().isoformat()  # noqa: DTZ007
+        except ValueError:
+            raise InvalidValue(f"{text!r} does not match the date format {date_format}") from None
+    if _ISO_START.match(text):
+        return parse_iso_date(text)
+    match = _NUMERIC_DATE.fullmatch(text)
+    if not match:
+        raise InvalidValue(f"{text!r} is not a date (ISO YYYY-MM-DD, or day/month/year)")
+    first, separator, second, year = (
+        int(match.group(1)),
+        match.group(2),
+        int(match.group(3)),
+        match.group(4),
+    )
+    if separator == ".":
+        order = DateOrder.DAY_FIRST
+    elif order == DateOrder.AMBIGUOUS:
+        raise InvalidValue(
+            f"{text!r}: no value in this column shows whether the day or the month comes "
+            "first; choose a date format in the mapping"
+        )
+    elif order == DateOrder.CONFLICT:
+        raise InvalidValue(
+            f"{text!r}: this column has both day-first and month-first dates; choose a date "
+            "format in the mapping"
+        )
+    elif order not in (DateOrder.DAY_FIRST, DateOrder.MONTH_FIRST):
+        order = date_order_from_evidence({date_evidence(text)})
+        if order not in (DateOrder.DAY_FIRST, DateOrder.MONTH_FIRST):
+            raise InvalidValue(
+                f"{text!r}: day and month could be either way round; choose a date format"
+            )
+    day, month = (first, second) if order == DateOrder.DAY_FIRST else (second, first)
+    full_year = int(year) if len(year) == 4 else _two_digit_year(int(year))
+    try:
+        return date(full_year, month, day).isoformat()
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not a valid date") from None
+
+
+def _two_digit_year(year: int) -> int:
+    """Two-digit years: 00-29 are 2000s, 30-99 are 1900s (the POSIX/strptime pivot is 69)."""
+    return 2000 + year if year < 30 else 1900 + year
+
+
+_DE_NUMBER = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?")
+_EN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def parse_number(text: str, locale: str = NumberLocale.EN) -> float:
+    """A number in the mapping's locale; a separator that does not fit is an error, never a guess.
+
+    ``en``: a decimal point and no thousands separators (``1234.50``). ``de``: a decimal
+    comma with optional dot thousands separators (``1.234,50``). Spaces (also no-break) between
+    digit groups are ignored in both.
+    """
+    cleaned = text.replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
+    if locale == NumberLocale.DE:
+        if not _DE_NUMBER.fullmatch(cleaned):
+            raise InvalidValue(
+                f"{text!r} is not a number in German format (decimal comma, e.g. 1.234,50)"
+            )
+        return float(cleaned.replace(".", "").replace(",", "."))
+    if not _EN_NUMBER.fullmatch(cleaned):
         raise InvalidValue(f"{text!r} is not a number (use a decimal point, no separators)")
     return float(cleaned)
 
 
-def map_row(row: dict[str, object], specs: list[FieldSpec], *, region: str = "") -> MappedRecord:
-    """Map one row to a MappedRecord, or raise RowError naming the column and reason."""
+_REASONS = {
+    AttributeType.EMAIL: "invalid_email",
+    AttributeType.DATE: "invalid_date",
+    AttributeType.NUMBER: "invalid_number",
+    AttributeType.INTEGER: "invalid_number",
+    AttributeType.BOOLEAN: "invalid_boolean",
+    AttributeType.COUNTRY: "invalid_country",
+}
+
+
+def _reason(attr_type: str, message: str) -> str:
+    if "choose a date format" in message:
+        return "ambiguous_date"
+    if "yes/no" in message:
+        return "invalid_boolean"
+    return _REASONS.get(attr_type, "invalid_value")
+
+
+def map_row(
+    row: dict[str, object],
+    specs: list[FieldSpec],
+    *,
+    region: str = "",
+    date_orders: dict[str, str] | None = None,
+) -> MappedRecord:
+    """Map one row to a MappedRecord, or raise RowError naming the column and reason.
+
+    ``date_orders`` is the day/month order inferred per column from the whole file.
+    """
     attributes: dict[str, object] = {}
     traits: dict[str, object] = {}
     identity_values: list[tuple[str, str, str]] = []  # (type, raw, column)
     key_value: tuple[str, str, str] | None = None  # (identifier type or "", raw, column)
+    date_orders = date_orders or {}
 
     for spec in specs:
-        raw = row.get(spec.column)
-        text = clean_text(raw)
+        constant = spec.constant
+        text = clean_text(constant if constant is not None else row.get(spec.column))
         if not text:
             continue
+        attr_type = AttributeType.STRING
         try:
             value = apply_transform(text, spec.transform)
             if spec.target.startswith(TRAIT_PREFIX):
@@ -195,16 +388,25 @@ def map_row(row: dict[str, object], specs: list[FieldSpec], *, region: str = "")
             else:
                 attr = CANONICAL_ATTRIBUTES.get(spec.target)
                 if attr is None:
-                    raise RowError(f"{spec.column}: unknown attribute {spec.target!r}")
+                    raise RowError(
+                        f"{spec.column}: unknown attribute {spec.target!r}", "unknown_attribute"
+                    )
+                attr_type = attr.type
                 identifier = spec.identifier or attr.identifier
                 if attr.type in (AttributeType.EMAIL, AttributeType.PHONE):
                     value = str(value)  # normalised below, with the identity
                 else:
-                    value = convert_value(attr.type, value)
+                    value = convert_value(
+                        attr.type,
+                        value,
+                        number_locale=spec.number_locale,
+                        date_format=spec.date_format,
+                        date_order=date_orders.get(spec.column, ""),
+                    )
                 if value is not None:
                     attributes[attr.name] = value
         except InvalidValue as exc:
-            raise RowError(f"{spec.column}: {exc}") from None
+            raise RowError(f"{spec.column}: {exc}", _reason(attr_type, str(exc))) from None
         if identifier and value is not None:
             identity_values.append((identifier, str(value), spec.column))
         if spec.is_key:
@@ -217,13 +419,18 @@ def map_row(row: dict[str, object], specs: list[FieldSpec], *, region: str = "")
         try:
             result = identifier_key(id_type, raw, region=region)
         except InvalidValue as exc:
-            raise RowError(f"{column}: {exc}") from None
+            raise RowError(f"{column}: {exc}", "invalid_email") from None
         keys[(id_type, raw)] = result
         identities.append(MappedIdentity(id_type, raw, result.key, result.flag))
-        # Canonical e-mail and phone attributes hold the normalised value when there is one.
         for spec in specs:
-            if spec.column == column and spec.target in ("email", "phone") and result.key:
+            if spec.column != column or spec.target not in ("email", "phone"):
+                continue
+            if result.key:
+                # Canonical e-mail and phone attributes hold the normalised value.
                 attributes[spec.target] = result.key
+            elif spec.target == "phone" and result.flag.startswith("scientific"):
+                # 2.02555E+09 lost its last digits in a spreadsheet: never a phone number.
+                attributes.pop("phone", None)
 
     external_key = ""
     if key_value is not None:
@@ -238,3 +445,97 @@ def map_row(row: dict[str, object], specs: list[FieldSpec], *, region: str = "")
     if not external_key:
         external_key = "row:" + stable_hash(row)
     return MappedRecord(external_key, attributes, traits, identities)
+
+
+def date_columns(specs: list[FieldSpec]) -> list[str]:
+    """Columns mapped to a date attribute without an explicit format: their order is inferred."""
+    return [
+        s.column
+        for s in specs
+        if s.constant is None
+        and not s.date_format
+        and (attr := CANONICAL_ATTRIBUTES.get(s.target)) is not None
+        and attr.type == AttributeType.DATE
+    ]
+
+
+SUGGEST_THRESHOLD = 80
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A suggested mapping for one column, with how sure it is and why."""
+
+    spec: FieldSpec
+    score: int  # 0-100; 100 for a preset column or an exact name
+    reason: str
+
+
+def _header_words(header: str) -> str:
+    text = clean_text(header).lower()
+    return re.sub(r"[\s_\-/.:]+", " ", text).strip()
+
+
+def _attribute_aliases() -> dict[str, list[str]]:
+    aliases = {}
+    for name, attr in CANONICAL_ATTRIBUTES.items():
+        words = {name.replace("_", " "), attr.label.lower(), *ATTRIBUTE_SYNONYMS.get(name, [])}
+        aliases[name] = sorted(_header_words(w) for w in words)
+    return aliases
+
+
+def suggest_specs(headers: list[str], preset: str = "") -> list[Suggestion]:
+    """Suggest a mapping for these headers: preset columns, else fuzzy match to attributes.
+
+    Each header is scored against every canonical attribute's name, label and synonyms
+    (thefuzz ratio and token-sort ratio, so word order and punctuation do not matter). Pairs are
+    assigned best score first, each attribute to at most one column; a column scoring under
+    SUGGEST_THRESHOLD becomes a custom trait (an e-mail- or phone-like one still an identity).
+    """
+    preset_columns = {p.column: p for p in PRESETS.get(preset, [])}
+    aliases = _attribute_aliases()
+    result: dict[str, Suggestion] = {}
+    taken: set[str] = set()
+    scored: list[tuple[int, int, str, str, str]] = []
+    for index, header in enumerate(headers):
+        p = preset_columns.get(header)
+        if p is not None:
+            spec = FieldSpec(p.column, p.target, p.transform, p.identifier, p.is_key)
+            spec = FieldSpec(**{**spec.__dict__, "date_format": p.date_format})
+            result[header] = Suggestion(spec, 100, f"{preset} preset")
+            if not p.target.startswith(TRAIT_PREFIX):
+                taken.add(p.target)
+            continue
+        words = _header_words(header)
+        for name, names in aliases.items():
+            best, best_alias = 0, ""
+            for alias in names:
+                score = max(fuzz.ratio(words, alias), fuzz.token_sort_ratio(words, alias))
+                if score > best:
+                    best, best_alias = score, alias
+            scored.append((best, -index, header, name, best_alias))
+    for score, _index, header, name, alias in sorted(scored, reverse=True):
+        if header in result or name in taken or score < SUGGEST_THRESHOLD:
+            continue
+        taken.add(name)
+        spec = FieldSpec(header, name, is_key=name == "customer_id")
+        reason = "same name" if score == 100 else f"similar to {alias!r}"
+        result[header] = Suggestion(spec, score, reason)
+    suggestions = []
+    for header in headers:
+        if header in result:
+            suggestions.append(result[header])
+            continue
+        words = _header_words(header)
+        identifier = ""
+        if re.search(r"\b(e ?mail)\b", words):
+            identifier = IdentifierTypes.EMAIL
+        elif re.search(r"\b(phone|mobile|tel|telefon|handy)\b", words):
+            identifier = IdentifierTypes.PHONE
+        spec = FieldSpec(header, TRAIT_PREFIX + trait_name(header), identifier=identifier)
+        suggestions.append(Suggestion(spec, 0, "no similar attribute: kept as a custom trait"))
+    suggestions += [
+        Suggestion(spec, 100, f"{preset} preset: fixed for this file")
+        for spec in preset_constant_specs(preset, headers)
+    ]
+    return suggestions

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from cdp.bulk import bulk_insert_rows, bulk_update_rows
 from profiles.models import DataSource, Event, Identity, SourceRecord
 from profiles.services.mapping import MappedRecord
 
@@ -39,22 +40,14 @@ def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) ->
         )
     }
     now = timezone.now()
-    to_create: list[SourceRecord] = []
+    to_create: list[tuple] = []
     to_update: list[SourceRecord] = []
     for key, record in latest.items():
         content_hash = record.content_hash()
         current = existing.get(key)
         if current is None:
             to_create.append(
-                SourceRecord(
-                    source=source,
-                    external_key=key,
-                    attributes=record.attributes,
-                    traits=record.traits,
-                    content_hash=content_hash,
-                    created_at=now,
-                    updated_at=now,
-                )
+                (source.pk, key, record.attributes, record.traits, content_hash, {}, now, now)
             )
         elif current.content_hash == content_hash:
             result.unchanged += 1
@@ -67,36 +60,56 @@ def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) ->
             to_update.append(current)
     # Rows repeated inside one batch count once per row: the repeats are updates of the first.
     result.updated += len(records) - len(latest)
-    SourceRecord.objects.bulk_create(to_create, batch_size=1000)
-    SourceRecord.objects.bulk_update(
-        to_update, ["attributes", "traits", "content_hash", "updated_at"], batch_size=500
+    created = bulk_insert_rows(
+        SourceRecord,
+        [
+            "source",
+            "external_key",
+            "attributes",
+            "traits",
+            "content_hash",
+            "observed_at",
+            "created_at",
+            "updated_at",
+        ],
+        to_create,
+        returning=["id", "external_key"],
     )
-    result.created += len(to_create)
+    bulk_update_rows(
+        SourceRecord, to_update, ["attributes", "traits", "content_hash", "updated_at"]
+    )
+    result.created += len(created)
     result.updated += len(to_update)
-    for sr in [*to_create, *to_update]:
-        result.record_ids[sr.external_key] = sr.pk
-        result.changed_ids.append(sr.pk)
+    written = [(key, pk, None) for pk, key in created]
+    written += [(sr.external_key, sr.pk, sr.profile_id) for sr in to_update]
+    for key, pk, _profile_id in written:
+        result.record_ids[key] = pk
+        result.changed_ids.append(pk)
 
     Identity.objects.filter(source_record_id__in=[sr.pk for sr in to_update]).delete()
     identities = []
-    for sr in [*to_create, *to_update]:
+    for key, pk, profile_id in written:
         seen = set()
-        for ident in latest[sr.external_key].identities:
+        for ident in latest[key].identities:
             if (ident.type, ident.raw_value) in seen:
                 continue
             seen.add((ident.type, ident.raw_value))
             identities.append(
-                Identity(
-                    type=ident.type,
-                    raw_value=ident.raw_value[:500],
-                    key=ident.key,
-                    flag=ident.flag[:200],
-                    source_record=sr,
-                    profile_id=sr.profile_id,
-                    created_at=now,
+                (
+                    ident.type,
+                    ident.raw_value[:500],
+                    ident.key,
+                    ident.flag[:200],
+                    pk,
+                    profile_id,
+                    now,
                 )
             )
-    Identity.objects.bulk_create(identities, batch_size=1000)
+    bulk_insert_rows(
+        Identity,
+        ["type", "raw_value", "key", "flag", "source_record", "profile", "created_at"],
+        identities,
+    )
     return result
 
 

@@ -22,6 +22,8 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from cdp.audit import audit_record
+from cdp.bulk import bulk_update_rows
 from cdp.jobs import job_enqueue
 from cdp.normalize import IdentifierTypes, is_role_mailbox
 from profiles import matching
@@ -357,18 +359,20 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
 
     # Existing profiles holding the changed records' linkable keys.
     key_owners: dict[tuple[str, str], set[int]] = defaultdict(set)
-    link_list = sorted(links)
-    for start in range(0, len(link_list), 1000):
-        condition = Q()
-        for id_type, key in link_list[start : start + 1000]:
-            condition |= Q(type=id_type, key=key)
+    # Look keys up by value (one indexed IN list per chunk; an OR of (type, key) pairs is too
+    # deep for SQLite's expression limit) and keep the pairs whose type matches too.
+    link_values = sorted({key for _type, key in links})
+    for start in range(0, len(link_values), 2000):
         rows = (
-            Identity.objects.filter(condition, profile__isnull=False)
+            Identity.objects.filter(
+                key__in=link_values[start : start + 2000], profile__isnull=False
+            )
             .values_list("type", "key", "profile_id")
             .distinct()
         )
         for id_type, key, profile_id in rows:
-            key_owners[(id_type, key)].add(profile_id)
+            if (id_type, key) in links:
+                key_owners[(id_type, key)].add(profile_id)
 
     groups: dict[int, list[int]] = defaultdict(list)
     for sr_id in current:
@@ -425,7 +429,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
         for sr_id in records:
             assignment[sr_id] = profile.pk
     changed = [SourceRecord(pk=sr_id, profile_id=p) for sr_id, p in assignment.items()]
-    SourceRecord.objects.bulk_update(changed, ["profile_id"], batch_size=500)
+    bulk_update_rows(SourceRecord, changed, ["profile"])
     profile_links_sync(source_record_ids=ids)
     touched = {assignment.get(sr_id) or current[sr_id] for sr_id in ids}
     profile_attributes_refresh(profile_ids=[p for p in touched if p])
@@ -486,7 +490,6 @@ def resolution_run_create(
     run = ResolutionRun.objects.create(
         ruleset=ruleset, dry_run=dry_run, created_by=actor if getattr(actor, "pk", None) else None
     )
-    from cdp.audit import audit_record
 
     audit_record(
         actor=actor,

@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from django.utils import timezone
 
+from cdp.bulk import bulk_update_rows
 from profiles.models import Profile, SourceRecord
 
 # Canonical attributes copied to indexed Profile columns for search and lists.
@@ -98,8 +99,6 @@ def profile_attributes_refresh(*, profile_ids: list[int]) -> None:
             setattr(profile, column, str(attributes.get(column, ""))[:max_length])
         profile.updated_at = now
         profiles.append(profile)
-    Profile.objects.bulk_update(
-        profiles,
-        ["attributes", "attribute_sources", *PROFILE_COLUMNS, "updated_at"],
-        batch_size=500,
+    bulk_update_rows(
+        Profile, profiles, ["attributes", "attribute_sources", *PROFILE_COLUMNS, "updated_at"]
     )

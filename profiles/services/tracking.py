@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from cdp.bulk import bulk_insert_rows, bulk_update_rows
 from cdp.normalize import (
     IdentifierKey,
     IdentifierTypes,
@@ -23,11 +24,27 @@ from cdp.normalize import (
     clean_text,
     identifier_key,
 )
-from profiles.constants import CANONICAL_ATTRIBUTES
+from profiles.constants import CANONICAL_ATTRIBUTES, AttributeType
 from profiles.models import DataSource, Event, Identity, RawRecord, SourceRecord
-from profiles.services.mapping import convert_value, stable_hash
+from profiles.services.mapping import convert_value, parse_iso_date, stable_hash
 from profiles.services.resolution import profiles_resolve
 
+APPLY_ATTEMPTS = 3
+EVENT_FIELDS = [
+    "source",
+    "message_id",
+    "type",
+    "name",
+    "properties",
+    "context",
+    "timestamp",
+    "received_at",
+    "user_id",
+    "anonymous_id",
+    "source_record",
+    "profile",
+    "raw_record",
+]
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 
 # Segment reserved traits (and common snake_case spellings) -> canonical attributes.
@@ -137,6 +154,16 @@ def message_prepare(message: object, batch: dict) -> dict:
     return message
 
 
+def identify_traits(message: dict) -> dict:
+    """An identify's traits: ``traits``, or ``context.traits`` where RudderStack's SDKs put them."""
+    traits = message.get("traits")
+    if isinstance(traits, dict) and traits:
+        return traits
+    context = message.get("context")
+    nested = context.get("traits") if isinstance(context, dict) else None
+    return nested if isinstance(nested, dict) else {}
+
+
 def record_key(message: dict) -> str:
     user_id = clean_text(message.get("userId"))
     return f"user:{user_id}" if user_id else f"anon:{clean_text(message.get('anonymousId'))}"
@@ -166,9 +193,18 @@ def tracking_messages_ingest(
     rejected = [(messages[i], e) for i, m, e in prepared if m is None]
     raws = _raw_messages_store(source, rejected, valid, received_at)
     duplicates = len(valid) - len(raws)
-    if raws:
-        with transaction.atomic():
-            _messages_apply(source, raws, received_at)
+    for attempt in range(APPLY_ATTEMPTS):
+        if not raws:
+            break
+        try:
+            with transaction.atomic():
+                _messages_apply(source, raws, received_at)
+            break
+        except (OperationalError, IntegrityError):
+            # A deadlock or a race with a concurrent request on the same records: the
+            # transaction rolled back as a whole, so applying again is safe.
+            if attempt == APPLY_ATTEMPTS - 1:
+                raise
     errors = [{"index": i, "message": e} for i, m, e in prepared if m is None]
     return {"accepted": len(raws), "duplicates": duplicates, "rejected": errors}
 
@@ -192,30 +228,56 @@ def _raw_messages_store(
         for original, error in rejected
     ]
     for _attempt in range(3):
-        seen = set(
+        seen = dict(
             RawRecord.objects.filter(source=source, message_id__in=list(valid)).values_list(
-                "message_id", flat=True
+                "message_id", "status"
             )
         )
         new = {mid: m for mid, m in valid.items() if mid not in seen}
+        # Stored by an earlier request whose apply failed (or is still running): apply again
+        # (idempotent: events are unique per messageId, observations keep the newest).
+        unapplied = [mid for mid, status in seen.items() if status == RawRecord.Status.PENDING]
         try:
             with transaction.atomic():
-                raws = RawRecord.objects.bulk_create(
+                rows = [
+                    (source.pk, m, stable_hash(m), mid, RawRecord.Status.PENDING, "", received_at)
+                    for mid, m in new.items()
+                ] + [
+                    (source.pk, r.payload, r.content_hash, None, r.status, r.error, received_at)
+                    for r in rejected_raws
+                ]
+                ids = bulk_insert_rows(
+                    RawRecord,
                     [
-                        RawRecord(
-                            source=source,
-                            payload=m,
-                            content_hash=stable_hash(m),
-                            message_id=mid,
-                            received_at=received_at,
-                        )
-                        for mid, m in new.items()
-                    ]
-                    + rejected_raws
+                        "source",
+                        "payload",
+                        "content_hash",
+                        "message_id",
+                        "status",
+                        "error",
+                        "received_at",
+                    ],
+                    rows,
+                    returning=["id", "message_id"],
                 )
+                raws = [
+                    RawRecord(
+                        pk=pk,
+                        source=source,
+                        payload=new[mid],
+                        message_id=mid,
+                        received_at=received_at,
+                    )
+                    for pk, mid in ids
+                    if mid is not None
+                ]
         except IntegrityError:
             continue  # a concurrent request stored one of these ids first: look again
-        return {raw.message_id: raw for raw in raws if raw.message_id}
+        result = {raw.message_id: raw for raw in raws if raw.message_id}
+        if unapplied:
+            again = RawRecord.objects.filter(source=source, message_id__in=unapplied)
+            result.update({raw.message_id: raw for raw in again})
+        return result
     raise RuntimeError("could not store messages after concurrent retries")
 
 
@@ -241,7 +303,7 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
         kind = message["type"]
         name, properties = "", message.get("properties") or {}
         if kind == "identify":
-            properties = message.get("traits") or {}
+            properties = identify_traits(message)
             notes[message_id] = _apply_traits(
                 update, properties, when.isoformat(), _trait_region(properties, source)
             )
@@ -254,7 +316,9 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
             properties = message.get("traits") or {}
         elif kind == "alias":
             previous = clean_text(message.get("previousId"))
-            update.identities[(IdentifierTypes.ANONYMOUS_ID, previous)] = None
+            if previous and previous != user_id:
+                # previousId == userId says nothing new: no identity, no link.
+                update.identities[(IdentifierTypes.ANONYMOUS_ID, previous)] = None
             properties = {"previousId": message.get("previousId")}
         events.append(
             (
@@ -278,15 +342,22 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
     record_ids = _source_records_apply(source, updates)
     for key, event in events:
         event.source_record_id = record_ids[key]
-    Event.objects.bulk_create([e for _, e in events], batch_size=1000)
+    # A message applied again after a failure may have its event already: keep the first.
+    bulk_insert_rows(
+        Event,
+        EVENT_FIELDS,
+        [
+            tuple(getattr(e, Event._meta.get_field(f).attname) for f in EVENT_FIELDS)
+            for _, e in events
+        ],
+        ignore_conflicts=True,
+    )
     profiles_resolve(source_record_ids=list(record_ids.values()))
     for message_id, raw in raws.items():
         raw.status = RawRecord.Status.ACCEPTED
         raw.error = "; ".join(notes.get(message_id) or [])
         raw.source_record_id = record_ids[record_key(raw.payload)]
-    RawRecord.objects.bulk_update(
-        list(raws.values()), ["status", "error", "source_record"], batch_size=500
-    )
+    bulk_update_rows(RawRecord, list(raws.values()), ["status", "error", "source_record"])
 
 
 def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -> list[str]:
@@ -321,6 +392,8 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
                 # The identity keeps the raw value; the attribute holds its key when it has one.
                 update.identities[(attr.identifier, str(text))] = None
                 converted = identifier_key(attr.identifier, text, region=region).key or text
+            elif attr.type == AttributeType.DATE:
+                converted = parse_iso_date(str(text))  # the spec's dates are ISO-8601
             else:
                 converted = convert_value(attr.type, text)
         except InvalidValue as exc:
@@ -343,18 +416,33 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
     overwrites a newer one.
     """
     now = timezone.now()
+    keys = sorted(updates)
+    existing = set(
+        SourceRecord.objects.filter(source=source, external_key__in=keys).values_list(
+            "external_key", flat=True
+        )
+    )
+    # Concurrent requests may create the same record: insert what is missing, in key order
+    # (so two requests never wait on each other crosswise), skipping what another request
+    # created meanwhile; then lock every record this request changes, in key order.
+    SourceRecord.objects.bulk_create(
+        [
+            SourceRecord(source=source, external_key=key, created_at=now, updated_at=now)
+            for key in keys
+            if key not in existing
+        ],
+        ignore_conflicts=True,
+    )
     records = {
         sr.external_key: sr
-        for sr in SourceRecord.objects.filter(source=source, external_key__in=list(updates))
+        for sr in SourceRecord.objects.select_for_update()
+        .filter(source=source, external_key__in=keys)
+        .order_by("external_key")
     }
-    to_create, to_update = [], []
+    to_update = []
     for key, update in updates.items():
-        record = records.get(key)
-        if record is None:
-            record = SourceRecord(source=source, external_key=key, created_at=now)
-            records[key] = record
-            to_create.append(record)
-        changed = False
+        record = records[key]
+        changed = key not in existing
         for prefix, target, observed in (
             ("trait:", record.traits, update.traits),
             ("", record.attributes, update.observed),
@@ -365,12 +453,9 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
                     record.observed_at[prefix + name] = when
                     changed = True
         record.updated_at = now
-        if changed and record.pk is not None:
+        if changed:
             to_update.append(record)
-    SourceRecord.objects.bulk_create(to_create, batch_size=1000)
-    SourceRecord.objects.bulk_update(
-        to_update, ["attributes", "traits", "observed_at", "updated_at"], batch_size=500
-    )
+    bulk_update_rows(SourceRecord, to_update, ["attributes", "traits", "observed_at", "updated_at"])
 
     have = set(
         Identity.objects.filter(source_record__in=list(records.values())).values_list(

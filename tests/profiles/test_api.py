@@ -156,16 +156,6 @@ def test_lookup_of_a_malformed_email_is_404_not_500(marketer, lena):
     assert response.json()["code"] == "not_found"
 
 
-def test_lookup_rejects_other_methods_with_json(marketer, lena):
-    response = marketer.post("/api/profiles/lookup", {"type": "email", "value": "x@example.com"})
-
-    assert response.status_code == 405
-    assert response.json() == {
-        "code": "method_not_allowed",
-        "message": 'Method "POST" not allowed.',
-    }
-
-
 # --- detail and merge redirects ------------------------------------------------------------
 
 

@@ -421,3 +421,24 @@ def test_import_keeps_the_original_file_name(make_source, import_csv):
 
     assert run.original_name == "export 2024.csv"
     assert str(run) == f"Import #{run.pk} export 2024.csv"
+
+
+def test_a_full_batch_of_new_people_against_existing_profiles_resolves(make_source, import_csv):
+    """A batch of 1,000 rows looks up ~2,000 keys at once (regression: SQLite's expression
+    depth limit broke an OR of (type, key) pairs)."""
+    source = make_source()
+    people = range(1100)
+    first = import_csv(
+        source, "customer_id,email\n" + "".join(f"C{n:05d},p{n}@example.com\n" for n in people)
+    )
+    second = import_csv(
+        make_source(),
+        "customer_id,email\n" + "".join(f"K{n:05d},P{n}@Example.com\n" for n in people),
+    )
+
+    assert (first.status, first.created_count, first.rejected_count) == ("succeeded", 1100, 0)
+    assert (second.status, second.created_count, second.error) == ("succeeded", 1100, "")
+    assert Profile.objects.count() == 1100
+    assert Profile.objects.filter(source_records__external_key="K00042").get().email == (
+        "p42@example.com"
+    )

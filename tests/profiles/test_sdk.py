@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connections
-from segment.analytics import request as segment_request
 from segment.analytics.client import Client
 from segment.analytics.request import APIError
 
@@ -12,21 +10,6 @@ from profiles.models import Event, Profile, RawRecord, SourceRecord
 from tests.conftest import shopify_csv, shopify_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_lingering_connections():
-    """Live-server threads close their database connection after each request, and the SDK's
-    keep-alive HTTP connections are closed after each test: with CONN_MAX_AGE (DATABASE_URL)
-    an idle keep-alive thread would hold a session and PostgreSQL could not drop the test
-    database at the end of the run."""
-    db_settings = connections.settings[DEFAULT_DB_ALIAS]
-    conn_max_age = db_settings["CONN_MAX_AGE"]
-    db_settings["CONN_MAX_AGE"] = 0
-    yield
-    segment_request._session.close()
-    db_settings["CONN_MAX_AGE"] = conn_max_age
-
 
 ORDER = {"order_id": "o-1001", "total": 42.5, "currency": "EUR", "products": [{"sku": "A-1"}]}
 

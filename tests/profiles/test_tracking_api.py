@@ -297,18 +297,6 @@ def test_gzip_body_is_read(client, api_source):
     assert Event.objects.get().name == "Order Completed"
 
 
-def test_invalid_gzip_body_is_400(client, api_source):
-    response = client.post(
-        "/v1/batch",
-        data=b"not gzip at all",
-        content_type="application/json",
-        headers={**basic(api_source.write_key), "Content-Encoding": "gzip"},
-    )
-
-    assert response.status_code == 400
-    assert response.json() == {"code": "invalid_gzip", "message": "The body is not valid gzip."}
-
-
 def test_oversized_message_is_400(client, api_source):
     message = track(properties={"blob": "x" * 33_000})
 

@@ -20,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--preset", choices=sorted(PRESETS), default="")
         parser.add_argument("--region", default="", help="Default phone region for a new source.")
         parser.add_argument("--sync", action="store_true", help="Run now instead of queueing.")
+        parser.add_argument(
+            "--encoding", default="", help="e.g. cp1252; default: detected (BOM, UTF-8, cp1252)."
+        )
+        parser.add_argument(
+            "--delimiter", default="", help="One of , ; | or 'tab'; default: detected."
+        )
 
     def handle(self, *args, **options):
         path = Path(options["file"])
@@ -36,7 +42,11 @@ class Command(BaseCommand):
             source.save(update_fields=["preset"])
         with path.open("rb") as handle:
             run = import_run_create(
-                source=source, file=File(handle, name=path.name), sync=options["sync"]
+                source=source,
+                file=File(handle, name=path.name),
+                sync=options["sync"],
+                encoding=options["encoding"],
+                delimiter="\t" if options["delimiter"] == "tab" else options["delimiter"],
             )
         if not options["sync"]:
             self.stdout.write(f"Import #{run.pk} queued; a qcluster worker will run it.")
@@ -46,5 +56,8 @@ class Command(BaseCommand):
             f"updated {run.updated_count}, unchanged {run.unchanged_count}, "
             f"rejected {run.rejected_count}."
         )
+        if options["verbosity"] > 1:
+            for reason, count in sorted((run.rejected_reasons or {}).items()):
+                self.stdout.write(f"  rejected {reason}: {count}")
         if run.error:
             raise CommandError(run.error)

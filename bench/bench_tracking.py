@@ -1,0 +1,203 @@
+"""/v1/batch throughput through gunicorn with concurrent clients on loopback.
+
+    .venv/bin/python bench/bench_tracking.py --events 100000 --clients 8 --batch 100 \\
+        --workers 4 [--threads 1] [--pg postgres://postgres@127.0.0.1:5432] \\
+        [--file var/bench/customers-100000/events.jsonl]
+
+Creates a fresh PostgreSQL database, migrates it, creates an API source, starts gunicorn
+(``cdp.wsgi``, DEBUG off) and sends the first ``--events`` lines of a bench/generate.py
+events file as ``/v1/batch`` requests of ``--batch`` messages from ``--clients`` concurrent
+keep-alive HTTP connections. The run is bounded: it stops when every batch is sent (or after
+``--max-seconds``). Then it checks that every distinct messageId is stored exactly once (the
+file holds about 1% exact retries, which must be deduplicated), prints one table and stops
+gunicorn and drops the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def psql(pg: str, sql: str) -> None:
+    subprocess.run(["psql", pg + "/postgres", "-qc", sql], check=True, capture_output=True)
+
+
+def manage(env: dict, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return out.stdout
+
+
+def load_batches(path: Path, events: int, size: int) -> tuple[list[bytes], int, int]:
+    """Pre-encoded batch bodies, the number of lines and of distinct messageIds in them."""
+    batches, current, ids, lines = [], [], set(), 0
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if lines >= events:
+                break
+            message = json.loads(line)
+            ids.add(message["messageId"])
+            current.append(message)
+            lines += 1
+            if len(current) == size:
+                batches.append(json.dumps({"batch": current}).encode())
+                current = []
+    if current:
+        batches.append(json.dumps({"batch": current}).encode())
+    return batches, lines, len(ids)
+
+
+def client(port: int, auth: str, work: queue.Queue, stats: dict, lock, deadline: float) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Content-Type": "application/json", "Authorization": auth}
+    ok = errors = 0
+    latencies = []
+    while time.monotonic() < deadline:
+        try:
+            body = work.get_nowait()
+        except queue.Empty:
+            break
+        start = time.perf_counter()
+        try:
+            conn.request("POST", "/v1/batch", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                ok += 1
+            else:
+                errors += 1
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        latencies.append(time.perf_counter() - start)
+    conn.close()
+    with lock:
+        stats["ok"] += ok
+        stats["errors"] += errors
+        stats["latencies"].extend(latencies)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument(
+        "--file", type=Path, default=ROOT / "var/bench/customers-100000/events.jsonl"
+    )
+    args = parser.parse_args(argv)
+    if not args.port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args.port = probe.getsockname()[1]
+
+    name = f"cdp_bench_tracking_{os.getpid()}"
+    psql(args.pg, f'DROP DATABASE IF EXISTS "{name}"')
+    psql(args.pg, f'CREATE DATABASE "{name}"')
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{args.pg}/{name}",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CDP_VAR_DIR": str(ROOT / "var" / "bench"),
+    }
+    server = None
+    try:
+        manage(env, "migrate", "--verbosity", "0")
+        out = manage(env, "create_source", "bench-web", "--kind", "api")
+        key = out.split("Write key: ", 1)[1].strip()
+        auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        batches, lines, distinct = load_batches(args.file, args.events, args.batch)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "cdp.wsgi",
+             "-w", str(args.workers), "--threads", str(args.threads),
+             "-b", f"127.0.0.1:{args.port}", "--log-level", "warning", "--timeout", "120"],
+            env=env, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+        for _ in range(100):
+            try:
+                http.client.HTTPConnection("127.0.0.1", args.port, timeout=2).request("GET", "/")
+                break
+            except OSError:
+                time.sleep(0.2)
+        work: queue.Queue = queue.Queue()
+        for body in batches:
+            work.put(body)
+        stats = {"ok": 0, "errors": 0, "latencies": []}
+        lock = threading.Lock()
+        start = time.perf_counter()
+        deadline = time.monotonic() + args.max_seconds
+        threads = [
+            threading.Thread(target=client, args=(args.port, auth, work, stats, lock, deadline))
+            for _ in range(args.clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - start
+        counts = manage(
+            env,
+            "shell",
+            "-c",
+            "from profiles.models import Event, RawRecord;"
+            "from django.db.models import Count;"
+            "dup = Event.objects.values('message_id').annotate(n=Count('id')).filter(n__gt=1);"
+            "print('COUNTS', Event.objects.count(), RawRecord.objects.count(), dup.count())",
+        )
+        counts = next(x for x in counts.splitlines() if x.startswith("COUNTS")).split()[1:]
+        events_stored, raws_stored, duplicated = (int(x) for x in counts)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        subprocess.run(["psql", args.pg + "/postgres", "-qc", drop], capture_output=True)
+    latencies = sorted(stats["latencies"]) or [0.0]
+    p50 = latencies[len(latencies) // 2] * 1000
+    p95 = latencies[int(len(latencies) * 0.95)] * 1000
+    sent = lines if not stats["errors"] and not work.qsize() else None
+    header = (
+        f"{'workers':>8}{'threads':>8}{'clients':>8}{'batch':>6}{'lines sent':>11}"
+        f"{'distinct':>10}{'stored':>9}{'dups':>6}{'errors':>7}{'seconds':>9}"
+        f"{'events/s':>10}{'p50 ms':>8}{'p95 ms':>8}"
+    )
+    row = (
+        f"{args.workers:>8}{args.threads:>8}{args.clients:>8}{args.batch:>6}"
+        f"{(sent if sent is not None else lines - work.qsize() * args.batch):>11,}"
+        f"{distinct:>10,}{events_stored:>9,}{duplicated:>6}{stats['errors']:>7}{seconds:>9.1f}"
+        f"{lines / seconds:>10,.0f}{p50:>8.0f}{p95:>8.0f}"
+    )
+    print(header)
+    print("-" * len(header))
+    print(row)
+    exactly_once = events_stored == distinct == raws_stored and duplicated == 0
+    print(f"every distinct event stored exactly once: {'yes' if exactly_once else 'NO'}")
+    return 0 if exactly_once else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

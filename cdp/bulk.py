@@ -1,0 +1,179 @@
+"""Set-based bulk writes that Django's ORM makes slow.
+
+``QuerySet.bulk_update`` builds one ``CASE WHEN id = ... THEN ...`` expression per field per row
+and resolves each through the ORM: for thousands of rows that costs more than the database
+work. ``bulk_update_rows`` sends one ``UPDATE ... FROM (VALUES ...)`` per chunk instead
+(PostgreSQL, and SQLite >= 3.33), with values prepared by each field as the ORM would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from django.db import connection, models
+
+CHUNK_ROWS = 1000
+SQLITE_MAX_VARIABLES = 32_000
+_AS_IS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.BooleanField,
+    models.ForeignKey,
+    models.AutoField,
+    models.BigAutoField,
+)
+
+
+def _preparer(field: models.Field):
+    """A function preparing a value of this field for the database, as the ORM would.
+
+    Plain strings, numbers and ids pass as they are; date-times are prepared once per
+    distinct value (a batch carries the same ``now`` in every row); others go through the field.
+    """
+    if isinstance(field, _AS_IS):
+        return lambda value: value
+    if isinstance(field, models.DateTimeField):
+        cache: dict = {}
+
+        def prepare(value):
+            if value not in cache:
+                cache[value] = field.get_db_prep_save(value, connection)
+            return cache[value]
+
+        return prepare
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def _pg_array_param(field: models.Field, values: list) -> tuple[str, list]:
+    """One column as an array parameter with its cast, for ``unnest`` on PostgreSQL."""
+    if isinstance(field, models.JSONField):
+        encoder = field.encoder
+        texts = [None if v is None else json.dumps(v, cls=encoder) for v in values]
+        return "%s::text[]::jsonb[]", texts
+    db_type = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+    if field.primary_key:
+        db_type = "bigint"
+    return f"%s::{db_type}[]", values
+
+
+def bulk_update_rows(
+    model: type[models.Model], objs: Iterable[models.Model], fields: Sequence[str]
+) -> int:
+    """Write ``fields`` of each object to its row by primary key; returns rows sent."""
+    objs = list(objs)
+    if not objs:
+        return 0
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    pk = meta.pk
+    table = connection.ops.quote_name(meta.db_table)
+    columns = [connection.ops.quote_name(f.column) for f in concrete]
+    pk_column = connection.ops.quote_name(pk.column)
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        # unnest of one array per column: a fixed statement whatever the row count, so the
+        # driver parses it once and the parameter count stays small.
+        sql_arrays, params = [], []
+        for field, values in [
+            (pk, [obj.pk for obj in objs]),
+            *[(f, [getattr(obj, f.attname) for obj in objs]) for f in concrete],
+        ]:
+            placeholder, param = _pg_array_param(field, values)
+            sql_arrays.append(placeholder)
+            params.append(param)
+        names = ", ".join(["id", *[f"v{i}" for i in range(len(concrete))]])
+        assignments = ", ".join(f"{c} = v.v{i}" for i, c in enumerate(columns))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({', '.join(sql_arrays)}) "
+                f"AS v({names}) WHERE {table}.{pk_column} = v.id",
+                params,
+            )
+        return len(objs)
+    chunk = CHUNK_ROWS
+    if not postgres:
+        chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // (len(concrete) + 1)))
+    if postgres:
+        casts = [f"::{pk.db_type(connection)}"] + [f"::{f.db_type(connection)}" for f in concrete]
+        names = ["id", *[f"v{i}" for i in range(len(concrete))]]
+        assignments = ", ".join(f"{c} = v.v{i}" for i, c in enumerate(columns))
+        where = f"{table}.{pk_column} = v.id"
+        alias = f"v({', '.join(names)})"
+    else:
+        casts = [""] * (len(concrete) + 1)
+        assignments = ", ".join(f"{c} = v.column{i + 2}" for i, c in enumerate(columns))
+        where = f"{table}.{pk_column} = v.column1"
+        alias = "v"
+    row_sql = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
+    preparers = [(f.attname, _preparer(f)) for f in concrete]
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), chunk):
+            part = objs[start : start + chunk]
+            params: list = []
+            for obj in part:
+                params.append(obj.pk)
+                for attname, prepare in preparers:
+                    params.append(prepare(getattr(obj, attname)))
+            values = ", ".join([row_sql] * len(part))
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS {alias} WHERE {where}",
+                params,
+            )
+    return len(objs)
+
+
+def bulk_insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    returning: Sequence[str] = (),
+    ignore_conflicts: bool = False,
+) -> list[tuple]:
+    """Insert plain value tuples (in ``fields`` order) without building model instances.
+
+    One multi-row ``INSERT`` per chunk (PostgreSQL, SQLite >= 3.35 for RETURNING); values are
+    prepared by each field as the ORM would. Returns the ``returning`` columns of each row.
+    """
+    if not rows:
+        return []
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    table = connection.ops.quote_name(meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in concrete)
+    back = [meta.get_field(name) for name in returning]
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    if back:
+        suffix += " RETURNING " + ", ".join(connection.ops.quote_name(f.column) for f in back)
+    if connection.vendor == "postgresql":
+        sql_arrays, params = [], []
+        for index, field in enumerate(concrete):
+            placeholder, param = _pg_array_param(field, [row[index] for row in rows])
+            sql_arrays.append(placeholder)
+            params.append(param)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({', '.join(sql_arrays)})"
+                f"{suffix}",
+                params,
+            )
+            return [tuple(r) for r in cursor.fetchall()] if back else []
+    chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))
+    row_sql = "(" + ", ".join(["%s"] * len(concrete)) + ")"
+    result: list[tuple] = []
+    preparers = [_preparer(f) for f in concrete]
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            params = [
+                prepare(value)
+                for row in part
+                for prepare, value in zip(preparers, row, strict=True)
+            ]
+            values = ", ".join([row_sql] * len(part))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}", params)
+            if back:
+                result.extend(tuple(r) for r in cursor.fetchall())
+    return result

@@ -1,0 +1,203 @@
+"""Changing segments: create, update, refresh (materialise membership) and schedules."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from cdp.audit import audit_record
+from cdp.jobs import job_enqueue
+from profiles.models import Profile
+from segments.compiler import RuleError
+from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentRefresh
+from segments.selectors import rules_compiled
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_NAME = "segments: refresh scheduled segments"
+
+
+class SegmentError(ValueError):
+    """A change a user can fix (duplicate name, invalid rules)."""
+
+
+def _check(*, name: str, rules, segment: Segment | None = None) -> tuple[str, dict]:
+    name = (name or "").strip()
+    if not name:
+        raise SegmentError("A segment needs a name.")
+    if len(name) > 200:
+        raise SegmentError("A segment name has at most 200 characters.")
+    duplicate = Segment.objects.filter(name__iexact=name)
+    if segment is not None and segment.pk:
+        duplicate = duplicate.exclude(pk=segment.pk)
+    if duplicate.exists():
+        raise SegmentError(f"A segment named “{name}” already exists.")
+    compiled = rules_compiled(rules, segment=segment)  # raises RuleError
+    return name, compiled.rules
+
+
+@transaction.atomic
+def segment_create(
+    *, name: str, rules, description: str = "", created_by=None, scheduled: bool = False
+) -> Segment:
+    """Create a segment after validating its rules (RuleError / SegmentError otherwise)."""
+    name, clean = _check(name=name, rules=rules)
+    segment = Segment.objects.create(
+        name=name,
+        description=description.strip(),
+        rules=clean,
+        scheduled=scheduled,
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+    )
+    audit_record(actor=created_by, action="segment.create", target=segment)
+    return segment
+
+
+@transaction.atomic
+def segment_update(
+    *, segment: Segment, name: str, rules, description: str = "", updated_by=None
+) -> Segment:
+    name, clean = _check(name=name, rules=rules, segment=segment)
+    changed = sorted(
+        k
+        for k, v in (("name", name), ("description", description.strip()), ("rules", clean))
+        if getattr(segment, k) != v
+    )
+    segment.name, segment.description, segment.rules = name, description.strip(), clean
+    segment.updated_at = timezone.now()
+    segment.save(update_fields=["name", "description", "rules", "updated_at"])
+    audit_record(
+        actor=updated_by, action="segment.update", target=segment, details={"changed": changed}
+    )
+    return segment
+
+
+@transaction.atomic
+def segment_refresh_request(*, segment: Segment, requested_by=None, sync: bool = False):
+    """Queue a refresh of the segment's membership (or run it now with ``sync``).
+
+    A refresh already queued or running is returned instead of queueing another.
+    """
+    pending = SegmentRefresh.objects.filter(
+        segment=segment,
+        status__in=[SegmentRefresh.Status.QUEUED, SegmentRefresh.Status.RUNNING],
+    ).first()
+    if pending is not None and not sync:
+        return pending
+    refresh = SegmentRefresh.objects.create(
+        segment=segment, requested_by=requested_by if getattr(requested_by, "pk", None) else None
+    )
+    audit_record(actor=requested_by, action="segment.refresh", target=segment)
+    job_enqueue("segments.tasks.segment_refresh_execute", refresh.pk, sync=sync)
+    if sync:
+        refresh.refresh_from_db()
+    return refresh
+
+
+def _tmp_name(refresh: SegmentRefresh) -> str:
+    return connection.ops.quote_name(f"segments_refresh_{refresh.pk}")
+
+
+def segment_refresh_execute(*, refresh: SegmentRefresh) -> SegmentRefresh:
+    """Materialise membership set-based: the new member ids go into a temporary table once,
+    then who left and who entered are written with INSERT ... SELECT and membership updated.
+    """
+    SegmentRefresh.objects.filter(pk=refresh.pk).update(
+        status=SegmentRefresh.Status.RUNNING, started_at=timezone.now()
+    )
+    try:
+        with transaction.atomic():
+            segment = Segment.objects.select_for_update().get(pk=refresh.segment_id)
+            members = Profile.objects.filter(rules_compiled(segment.rules, segment=segment).q)
+            size, entered, left, now = _materialise(refresh, segment, members)
+            segment.size, segment.refreshed_at = size, now
+            segment.save(update_fields=["size", "refreshed_at"])
+            SegmentRefresh.objects.filter(pk=refresh.pk).update(
+                status=SegmentRefresh.Status.SUCCEEDED,
+                size=size,
+                entered_count=entered,
+                left_count=left,
+                finished_at=now,
+            )
+    except RuleError as exc:
+        logger.warning("segment refresh %s failed: invalid rules", refresh.pk)
+        SegmentRefresh.objects.filter(pk=refresh.pk).update(
+            status=SegmentRefresh.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+    except Exception as exc:  # the run row records any failure
+        logger.exception("segment refresh %s failed", refresh.pk)
+        SegmentRefresh.objects.filter(pk=refresh.pk).update(
+            status=SegmentRefresh.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+    refresh.refresh_from_db()
+    return refresh
+
+
+def _materialise(refresh, segment, members) -> tuple[int, int, int, object]:
+    sql, params = members.values("pk").query.sql_with_params()
+    tmp = _tmp_name(refresh)
+    membership = connection.ops.quote_name(SegmentMembership._meta.db_table)
+    changes = connection.ops.quote_name(SegmentMembershipChange._meta.db_table)
+    now = timezone.now()
+    at = connection.ops.adapt_datetimefield_value(now)
+    not_new = f"NOT EXISTS (SELECT 1 FROM {tmp} t WHERE t.profile_id = {membership}.profile_id)"
+    not_member = (
+        f"NOT EXISTS (SELECT 1 FROM {membership} m WHERE m.segment_id = %s "
+        "AND m.profile_id = t.profile_id)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {tmp} (profile_id bigint PRIMARY KEY)")
+        try:
+            cursor.execute(f"INSERT INTO {tmp} (profile_id) {sql}", params)
+            cursor.execute(
+                f"INSERT INTO {changes} (refresh_id, segment_id, profile_id, kind, at) "
+                f"SELECT %s, %s, profile_id, 'left', %s FROM {membership} "
+                f"WHERE segment_id = %s AND {not_new}",
+                [refresh.pk, segment.pk, at, segment.pk],
+            )
+            left = cursor.rowcount
+            cursor.execute(
+                f"DELETE FROM {membership} WHERE segment_id = %s AND {not_new}", [segment.pk]
+            )
+            cursor.execute(
+                f"INSERT INTO {changes} (refresh_id, segment_id, profile_id, kind, at) "
+                f"SELECT %s, %s, t.profile_id, 'entered', %s FROM {tmp} t WHERE {not_member}",
+                [refresh.pk, segment.pk, at, segment.pk],
+            )
+            entered = cursor.rowcount
+            cursor.execute(
+                f"INSERT INTO {membership} (segment_id, profile_id, entered_at) "
+                f"SELECT %s, t.profile_id, %s FROM {tmp} t WHERE {not_member}",
+                [segment.pk, at, segment.pk],
+            )
+            cursor.execute(f"SELECT COUNT(*) FROM {tmp}")
+            size = cursor.fetchone()[0]
+        finally:
+            cursor.execute(f"DROP TABLE {tmp}")
+    return size, entered, left, now
+
+
+def segments_refresh_scheduled() -> int:
+    """Queue a refresh of every segment marked ``scheduled``; returns how many."""
+    count = 0
+    for segment in Segment.objects.filter(scheduled=True):
+        segment_refresh_request(segment=segment)
+        count += 1
+    return count
+
+
+def segments_schedule_ensure(*, minutes: int = 60) -> tuple[object, bool]:
+    """Create or update the one django-q2 schedule that refreshes scheduled segments."""
+    from django_q.models import Schedule
+
+    return Schedule.objects.update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={
+            "func": "segments.tasks.segments_refresh_scheduled",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+            "repeats": -1,
+        },
+    )

@@ -1,0 +1,126 @@
+// The segment builder: the rule tree lives in the DOM; every htmx request from the builder
+// carries it serialised as `rules`. SortableJS moves nodes; then the server re-renders.
+(function () {
+  "use strict";
+
+  function builder() { return document.getElementById("seg-builder"); }
+
+  function setDeep(obj, path, value) {
+    var keys = path.split(".");
+    var cur = obj;
+    for (var i = 0; i < keys.length - 1; i++) {
+      var key = keys[i];
+      var nextIsIndex = /^\d+$/.test(keys[i + 1]);
+      if (cur[key] === null || typeof cur[key] !== "object") cur[key] = nextIsIndex ? [] : {};
+      cur = cur[key];
+    }
+    cur[keys[keys.length - 1]] = value;
+  }
+
+  function own(li, selector) {
+    return Array.prototype.filter.call(li.querySelectorAll(selector), function (el) {
+      return el.closest(".seg-node, .seg-palette-item") === li;
+    });
+  }
+
+  function serializeGroup(li) {
+    var head = li.querySelector(":scope > .seg-head");
+    var list = li.querySelector(":scope > .seg-children");
+    var children = [];
+    Array.prototype.forEach.call(list.children, function (child) {
+      var node = serializeNode(child);
+      if (node) children.push(node);
+    });
+    return {
+      type: "group",
+      op: head.querySelector(".seg-op").value,
+      negate: head.querySelector(".seg-negate").checked,
+      children: children,
+    };
+  }
+
+  function serializeNode(li) {
+    if (li.classList.contains("seg-palette-item")) return JSON.parse(li.dataset.node);
+    if (!li.classList.contains("seg-node")) return null;
+    if (li.dataset.type === "group") return serializeGroup(li);
+    var json = own(li, "[data-json]")[0];
+    if (json) {
+      try { return JSON.parse(json.value); } catch (e) { return JSON.parse(li.dataset.node); }
+    }
+    var node = JSON.parse(li.dataset.node);
+    own(li, "[data-key]").forEach(function (el) {
+      var value = el.type === "checkbox" ? el.checked : el.value;
+      if (value === "true") value = true;
+      else if (value === "false") value = false;
+      setDeep(node, el.dataset.key, value);
+    });
+    if (node.type === "field" && li.dataset.arity === "none") delete node.value;
+    return node;
+  }
+
+  function serialize() {
+    var tops = document.querySelectorAll("#seg-tree .seg-top");
+    return { include: serializeGroup(tops[0]), exclude: serializeGroup(tops[1]) };
+  }
+
+  function syncTree() {
+    var root = builder();
+    htmx.ajax("POST", root.dataset.treeUrl, { target: "#seg-tree", swap: "innerHTML", source: root });
+  }
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    var root = builder();
+    if (!root || !root.contains(event.detail.elt) || event.detail.verb === "get") return;
+    event.detail.parameters.rules = JSON.stringify(serialize());
+    event.detail.parameters.segment = root.dataset.segment || "";
+  });
+
+  // Changing an operator or a window type changes the editor's shape: re-render the tree.
+  document.addEventListener("change", function (event) {
+    if (event.target.closest("#seg-tree") && event.target.classList.contains("seg-structural")) {
+      syncTree();
+    }
+  });
+
+  // Type-ahead over the palette.
+  document.addEventListener("input", function (event) {
+    if (event.target.id !== "seg-palette-search") return;
+    var q = event.target.value.trim().toLowerCase();
+    document.querySelectorAll(".seg-palette .seg-palette-item").forEach(function (li) {
+      li.hidden = q !== "" && li.dataset.label.indexOf(q) === -1;
+    });
+  });
+
+  function initSortables(scope) {
+    if (!window.Sortable || !scope.querySelectorAll) return;
+    scope.querySelectorAll(".seg-children").forEach(function (el) {
+      if (el._sortable) return;
+      el._sortable = Sortable.create(el, {
+        group: "rules",
+        handle: ".seg-handle",
+        animation: 120,
+        forceFallback: true,
+        fallbackOnBody: true,
+        swapThreshold: 0.6,
+        emptyInsertThreshold: 14,
+        onEnd: function (evt) {
+          if (evt.from !== evt.to || evt.oldIndex !== evt.newIndex) syncTree();
+        },
+      });
+    });
+    scope.querySelectorAll(".seg-palette-list").forEach(function (el) {
+      if (el._sortable) return;
+      el._sortable = Sortable.create(el, {
+        group: { name: "rules", pull: "clone", put: false },
+        sort: false,
+        handle: ".seg-handle",
+        forceFallback: true,
+        fallbackOnBody: true,
+        onEnd: function (evt) { if (evt.to !== evt.from) syncTree(); },
+      });
+    });
+  }
+
+  document.addEventListener("htmx:load", function (event) { initSortables(event.target); });
+  document.addEventListener("DOMContentLoaded", function () { initSortables(document); });
+})();

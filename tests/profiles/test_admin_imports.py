@@ -1,0 +1,227 @@
+"""The admin import workflow: upload, mapping with preview, start, progress, report, CSV."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils.html import escape
+
+from profiles.models import FieldMapping, ImportRun, Profile
+from profiles.services.imports import import_run_execute
+
+CONTENT = (
+    "Kundennummer;E-Mail-Adresse;Vorname;Umsatz;Geburtsdatum\n"
+    "00042;ann@example.de;<b>Ann</b>;1.234,50;31/01/1980\n"
+    "00043;bob@@example.de;Bob;12,00;01/02/1990\n"
+)
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    calls = []
+    monkeypatch.setattr("cdp.jobs.async_task", lambda path, *args, group: calls.append(args))
+    return calls
+
+
+def upload(client, source, content=CONTENT, **extra):
+    return client.post(
+        reverse("admin:profiles_importrun_add"),
+        {"source": source.pk, "file": SimpleUploadedFile("kunden.csv", content.encode()), **extra},
+    )
+
+
+def mapping_post(run, targets: dict[str, dict], **extra) -> dict:
+    data = {
+        "map-TOTAL_FORMS": str(len(targets)),
+        "map-INITIAL_FORMS": str(len(targets)),
+        "map-MIN_NUM_FORMS": "0",
+        "map-MAX_NUM_FORMS": "1000",
+        **extra,
+    }
+    for index, (column, values) in enumerate(targets.items()):
+        data[f"map-{index}-column"] = column
+        for key, value in values.items():
+            data[f"map-{index}-{key}"] = value
+    return data
+
+
+MAPPING = {
+    "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+    "E-Mail-Adresse": {"target": "email", "number_locale": "en"},
+    "Vorname": {"target": "first_name", "number_locale": "en"},
+    "Umsatz": {"target": "total_spent", "number_locale": "de"},
+    "Geburtsdatum": {"target": "birth_date", "number_locale": "en"},
+}
+
+
+def test_upload_creates_a_draft_and_shows_the_suggested_mapping_with_a_preview(
+    admin_client, make_source, queued
+):
+    source = make_source(name="crm")
+
+    response = upload(admin_client, source)
+
+    run = ImportRun.objects.get()
+    assert run.status == "draft"
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    page = admin_client.get(response["Location"])
+    html = page.content.decode()
+    assert page.status_code == 200
+    forms = {f["column"].value(): f for f in page.context["formset"]}
+    assert forms["E-Mail-Adresse"]["target"].value() == "email"
+    assert forms["Vorname"]["target"].value() == "first_name"
+    assert forms["Kundennummer"]["target"].value() == "customer_id"
+    assert forms["Geburtsdatum"]["target"].value() == "birth_date"
+    assert '<strong id="fmt-delimiter">;</strong>' in html
+    assert '<strong id="fmt-rows">2</strong>' in html
+    assert escape("<b>Ann</b>") in html and "<b>Ann</b>" not in html
+    # Umsatz is suggested as total_spent in the default locale: the preview shows the error.
+    assert "is not a number (use a decimal point" in html
+    assert "Geburtsdatum</strong>: day first" in html
+    assert queued == [] and Profile.objects.count() == 0
+
+
+def test_adjusted_mapping_previews_through_htmx_and_start_saves_it_and_queues_once(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+
+    partial = admin_client.post(url, mapping_post(run, MAPPING), headers={"HX-Request": "true"})
+
+    assert partial.templates[0].name == "admin/profiles/importrun/_preview.html"
+    html = partial.content.decode()
+    assert "total_spent = <code>1234.5</code>" in html
+    assert "birth_date = <code>1980-01-31</code>" in html
+    assert "Rejected (invalid_email)" in html
+    assert not FieldMapping.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        started = admin_client.post(url, mapping_post(run, MAPPING, start="1"))
+        again = admin_client.post(url, mapping_post(run, MAPPING, start="1"))
+
+    assert started.status_code == again.status_code == 302
+    assert queued == [(run.pk,)]
+    run.refresh_from_db()
+    assert run.status == "queued"
+    saved = {m.source_field: (m.target, m.number_locale, m.is_key) for m in source.mappings.all()}
+    assert saved["Umsatz"] == ("total_spent", "de", False)
+    assert saved["Kundennummer"] == ("customer_id", "en", True)
+
+
+def test_progress_partial_polls_while_running_and_shows_the_final_report(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, mapping_post(run, MAPPING, start="1"))
+    progress_url = reverse("admin:profiles_importrun_progress", args=[run.pk])
+
+    before = admin_client.get(progress_url).content.decode()
+    import_run_execute(run=run)
+    after = admin_client.get(progress_url).content.decode()
+    change = admin_client.get(reverse("admin:profiles_importrun_change", args=[run.pk]))
+
+    assert 'hx-trigger="every 1s"' in before and "Queued" in before
+    assert 'hx-trigger="every 1s"' not in after
+    assert '<strong id="import-status">Succeeded</strong>' in after
+    assert "<tr><th>Created</th><td>1</td></tr>" in after
+    assert "<tr><th>Rejected</th><td>1</td></tr>" in after
+    assert "&nbsp;&nbsp;invalid_email</td><td>1</td>" in after
+    assert 'id="import-progress"' in change.content.decode()
+    csv_response = admin_client.get(reverse("admin:profiles_importrun_rejected_csv", args=[run.pk]))
+    body = b"".join(csv_response.streaming_content).decode()
+    assert csv_response["Content-Disposition"] == 'attachment; filename="kunden-rejected.csv"'
+    assert body.splitlines() == [
+        "\ufeffKundennummer,E-Mail-Adresse,Vorname,Umsatz,Geburtsdatum,row,error",
+        '00043,bob@@example.de,Bob,"12,00",01/02/1990,2,E-Mail-Adresse: not a valid e-mail '
+        "address: The part after the @-sign contains invalid characters: '@'.",
+    ]
+
+
+def test_a_marketer_cannot_see_imports_or_download_rejected_rows(client, make_source):
+    source = make_source(name="crm")
+    run = ImportRun.objects.create(source=source, original_name="x.csv", status="succeeded")
+    user = User.objects.create_user("mia", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketer"))
+    client.force_login(user)
+
+    csv_response = client.get(reverse("admin:profiles_importrun_rejected_csv", args=[run.pk]))
+    mapping = client.get(reverse("admin:profiles_importrun_mapping", args=[run.pk]))
+
+    assert (csv_response.status_code, mapping.status_code) == (403, 403)
+
+
+def test_a_data_engineer_can_upload(client, make_source, queued):
+    source = make_source(name="crm")
+    user = User.objects.create_user("dan", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Data Engineer"))
+    client.force_login(user)
+
+    response = upload(client, source)
+
+    assert response.status_code == 302
+    assert ImportRun.objects.get().created_by == user
+
+
+def test_unreadable_file_goes_back_to_upload_with_a_message(admin_client, make_source):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=" \n", encoding="")
+    run = ImportRun.objects.get()
+
+    response = admin_client.get(
+        reverse("admin:profiles_importrun_mapping", args=[run.pk]), follow=True
+    )
+
+    assert "The file cannot be read: The file is empty." in response.content.decode()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_browser_upload_map_start_and_watch_the_progress_bar(live_server, make_source, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls below are sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    User.objects.create_superuser("admin", "admin@example.com", "pw")
+    make_source(name="crm")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "pw")
+        page.click("input[type=submit]")
+        page.goto(f"{live_server.url}{reverse('admin:profiles_importrun_add')}")
+        page.select_option("#id_source", label="crm")
+        page.set_input_files(
+            "#id_file",
+            files=[{"name": "kunden.csv", "mimeType": "text/csv", "buffer": CONTENT.encode()}],
+        )
+        page.click("input[type=submit]")
+        expect(page.locator("#preview-table")).to_contain_text("is not a number")
+        # Changing the number format swaps in a new preview through htmx, no page load.
+        row = page.locator("tr[data-column='Umsatz']")
+        row.locator("select[name$='-number_locale']").select_option("de")
+        expect(page.locator("#preview-table")).to_contain_text("total_spent = 1234.5")
+        page.click("input[name=start]")
+        expect(page.locator("#import-status")).to_have_text("Queued")
+        run = ImportRun.objects.get()
+        import_run_execute(run=run)
+        # The polling picks up the finished run without a reload.
+        expect(page.locator("#import-status")).to_have_text("Succeeded", timeout=10_000)
+        expect(page.locator("#import-report")).to_contain_text("invalid_email")
+        assert page.locator("#rejected-csv").is_visible()
+        browser.close()
+    assert Profile.objects.get().attributes["total_spent"] == 1234.5

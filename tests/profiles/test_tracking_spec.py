@@ -1,0 +1,309 @@
+"""The Events API contract beyond the basics: retries, gzip, limits, order independence."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import itertools
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from profiles.models import Event, Identity, Profile, RawRecord, SourceRecord
+from profiles.services.tracking import event_time, parse_timestamp, tracking_messages_ingest
+from profiles.views import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+
+
+@pytest.fixture
+def api_source(make_source):
+    return make_source(name="website", kind="api")
+
+
+def post(client, path, body, key, *, gzipped=False, auth="basic"):
+    data = json.dumps(body).encode()
+    headers = {}
+    if auth == "basic":
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    if gzipped:
+        data = gzip.compress(data)
+        headers["Content-Encoding"] = "gzip"
+    return client.post(path, data=data, content_type="application/json", headers=headers)
+
+
+def track(n: int, **overrides) -> dict:
+    message = {
+        "type": "track",
+        "messageId": f"m-{n}",
+        "userId": "u-1",
+        "event": "Product Viewed",
+        "properties": {"n": n},
+        "timestamp": "2024-05-01T10:00:00Z",
+    }
+    message.update(overrides)
+    return message
+
+
+def stored() -> dict[str, int]:
+    return {"raw": RawRecord.objects.count(), "events": Event.objects.count()}
+
+
+def test_retried_batch_is_stored_once(client, api_source):
+    batch = {"batch": [track(1), track(2), track(3)]}
+
+    first = post(client, "/v1/batch", batch, api_source.write_key)
+    retry = post(client, "/v1/batch", batch, api_source.write_key)
+
+    assert (first.status_code, retry.status_code) == (200, 200)
+    assert retry.json() == {"success": True}
+    assert stored() == {"raw": 3, "events": 3}
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["m-1", "m-2", "m-3"]
+
+
+def test_retry_overlapping_a_new_batch_stores_only_the_new_messages(client, api_source):
+    post(client, "/v1/batch", {"batch": [track(1), track(2)]}, api_source.write_key)
+
+    post(client, "/v1/import", {"batch": [track(2), track(3)]}, api_source.write_key)
+
+    assert stored() == {"raw": 3, "events": 3}
+
+
+def test_gzip_batch_with_batch_level_context_integrations_and_sent_at(client, api_source):
+    body = {
+        "batch": [track(1, timestamp=None, originalTimestamp="2024-05-01T10:00:00Z"), track(2)],
+        "context": {"library": {"name": "custom", "version": "1.0"}},
+        "integrations": {"All": False},
+        "sentAt": "2024-05-01T10:00:05Z",
+        "writeKey": api_source.write_key,
+    }
+
+    response = post(client, "/v1/batch", body, None, gzipped=True, auth="body")
+
+    assert response.status_code == 200
+    raws = {r.message_id: r.payload for r in RawRecord.objects.all()}
+    assert raws["m-1"]["context"] == {"library": {"name": "custom", "version": "1.0"}}
+    assert raws["m-1"]["integrations"] == {"All": False}
+    assert raws["m-2"]["sentAt"] == "2024-05-01T10:00:05Z"
+    assert Event.objects.get(message_id="m-2").context["library"]["name"] == "custom"
+
+
+def test_invalid_gzip_is_400_and_stores_nothing(client, api_source):
+    response = client.post(
+        "/v1/batch",
+        data=b"not gzip at all",
+        content_type="application/json",
+        headers={
+            "Content-Encoding": "gzip",
+            "Authorization": "Basic "
+            + base64.b64encode(f"{api_source.write_key}:".encode()).decode(),
+        },
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_gzip")
+    assert stored() == {"raw": 0, "events": 0}
+
+
+def test_oversized_message_in_a_batch_is_400_and_stores_nothing_of_the_request(client, api_source):
+    big = track(2, properties={"blob": "x" * (MAX_MESSAGE_BYTES + 10)})
+
+    response = post(client, "/v1/batch", {"batch": [track(1), big]}, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "message_too_large"
+    assert response.json()["message"].startswith("Message 1 is ")
+    assert stored() == {"raw": 0, "events": 0}
+
+
+def test_oversized_single_message_is_400(client, api_source):
+    big = track(1, properties={"blob": "x" * MAX_MESSAGE_BYTES})
+
+    response = post(client, "/v1/track", big, api_source.write_key)
+
+    assert (response.status_code, response.json()["code"]) == (400, "message_too_large")
+    assert stored() == {"raw": 0, "events": 0}
+
+
+def test_gzip_batch_over_500_kb_decompressed_is_400_and_stores_nothing(client, api_source):
+    messages = [track(n, properties={"pad": "y" * 20_000}) for n in range(30)]
+    body = {"batch": messages}
+    assert len(json.dumps(body)) > MAX_BATCH_BYTES
+    assert len(gzip.compress(json.dumps(body).encode())) < 10_000  # small on the wire
+
+    response = post(client, "/v1/batch", body, api_source.write_key, gzipped=True)
+
+    assert (response.status_code, response.json()["code"]) == (400, "batch_too_large")
+    assert stored() == {"raw": 0, "events": 0}
+
+
+def test_batch_just_under_the_limits_is_accepted(client, api_source):
+    messages = [track(n, properties={"pad": "z" * 30_000}) for n in range(16)]
+
+    response = post(client, "/v1/batch", {"batch": messages}, api_source.write_key)
+
+    assert response.status_code == 200
+    assert stored() == {"raw": 16, "events": 16}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01T12:00:00+02:00",
+        "2024-05-01T10:00:00Z",
+        "2024-05-01T10:00:00.000Z",
+        "2024-05-01T10:00:00.000000000Z",
+        "2024-05-01T05:30:00-04:30",
+        "2024-05-01T10:00:00.000+00:00",
+    ],
+)
+def test_timestamps_with_any_offset_and_precision_are_the_same_instant(text):
+    assert parse_timestamp(text) == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def test_clock_skew_rule():
+    received = datetime(2024, 5, 1, 10, 0, 10, tzinfo=UTC)
+    # The device clock is 1 hour slow: sentAt 09:00:10 when the server got it at 10:00:10.
+    skewed = {"originalTimestamp": "2024-05-01T09:00:00Z", "sentAt": "2024-05-01T09:00:10Z"}
+
+    assert event_time(skewed, received) == datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+    # An explicit timestamp is the sender's word and is kept.
+    explicit = {**skewed, "timestamp": "2024-05-01T08:00:00Z"}
+    assert event_time(explicit, received) == datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+    # originalTimestamp without sentAt cannot be corrected; nothing at all means receivedAt.
+    assert event_time({"originalTimestamp": "2024-05-01T09:00:00Z"}, received) == datetime(
+        2024, 5, 1, 9, 0, tzinfo=UTC
+    )
+    assert event_time({}, received) == received
+
+
+STITCH_MESSAGES = [
+    {"type": "track", "messageId": "t1", "anonymousId": "a-1", "event": "Viewed",
+     "timestamp": "2024-05-01T10:00:00Z"},
+    {"type": "identify", "messageId": "i1", "userId": "u-1", "anonymousId": "a-1",
+     "traits": {"email": "lena@example.de", "firstName": "Lena"},
+     "timestamp": "2024-05-01T10:01:00Z"},
+    {"type": "alias", "messageId": "al1", "previousId": "a-2", "userId": "u-1",
+     "timestamp": "2024-05-01T10:02:00Z"},
+    {"type": "track", "messageId": "t2", "anonymousId": "a-2", "event": "Viewed",
+     "timestamp": "2024-05-01T10:03:00Z"},
+    {"type": "identify", "messageId": "i2", "userId": "u-1",
+     "traits": {"firstName": "Lena Marie"}, "timestamp": "2024-05-01T10:04:00Z"},
+]  # fmt: skip
+
+
+def final_state() -> dict:
+    """Everything that must not depend on arrival order (profile ids aside)."""
+    events = Event.objects.select_related("profile")
+    groups = {}
+    for event in events:
+        groups.setdefault(event.profile_id, set()).add(event.message_id)
+    return {
+        "profiles": Profile.objects.count(),
+        "event_groups": sorted(sorted(g) for g in groups.values()),
+        "records": sorted(
+            (r.external_key, json.dumps(r.attributes, sort_keys=True))
+            for r in SourceRecord.objects.all()
+        ),
+        "identities": sorted(
+            Identity.objects.values_list("source_record__external_key", "type", "key")
+        ),
+        "profile": sorted(
+            (p.first_name, p.email, json.dumps(p.attributes, sort_keys=True))
+            for p in Profile.objects.all()
+        ),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alias_and_identify_give_the_same_final_state_in_any_arrival_order(make_source):
+    states = []
+    orders = list(itertools.permutations(range(len(STITCH_MESSAGES))))[::7]  # 18 orders
+    for order in orders:
+        source = make_source(kind="api")
+        for index in order:
+            result = tracking_messages_ingest(source=source, messages=[STITCH_MESSAGES[index]])
+            assert result["accepted"] == 1
+        states.append(final_state())
+        for model in (Event, RawRecord, Identity, SourceRecord, Profile):
+            model.objects.all().delete()
+
+    assert len(orders) == 18
+    assert all(state == states[0] for state in states)
+    assert states[0]["profiles"] == 1
+    assert states[0]["profile"][0][:2] == ("Lena Marie", "lena@example.de")
+
+
+def test_alias_with_previous_id_equal_to_user_id_changes_nothing(client, api_source):
+    post(client, "/v1/identify", {"type": "identify", "userId": "u-1", "messageId": "i"},
+         api_source.write_key)  # fmt: skip
+    before = sorted(Identity.objects.values_list("type", "key"))
+
+    response = post(
+        client,
+        "/v1/alias",
+        {"type": "alias", "previousId": "u-1", "userId": "u-1", "messageId": "a"},
+        api_source.write_key,
+    )
+
+    assert response.status_code == 200
+    assert sorted(Identity.objects.values_list("type", "key")) == before == [("user_id", "u-1")]
+    assert Profile.objects.count() == 1
+    assert SourceRecord.objects.count() == 1
+
+
+def test_nested_traits_and_properties_are_kept_exactly(client, api_source):
+    traits = {
+        "address": {"street": "Hauptstr. 1", "city": "Köln", "geo": {"lat": 50.9, "lng": 6.9}},
+        "list": [1, {"a": None}, "x"],
+        "empty": {},
+        "flag": False,
+        "dotted.key": "kept",
+    }
+    properties = {"products": [{"sku": "A", "variants": {"size": 42}}], "total": 1e-7}
+
+    post(client, "/v1/identify", {"type": "identify", "userId": "u", "traits": traits,
+                                  "messageId": "i"}, api_source.write_key)  # fmt: skip
+    post(client, "/v1/track", {"type": "track", "userId": "u", "event": "E",
+                               "properties": properties, "messageId": "t"},
+         api_source.write_key)  # fmt: skip
+
+    record = SourceRecord.objects.get()
+    assert {k: record.traits[k] for k in traits} == traits
+    assert Event.objects.get(type="identify").properties == traits
+    assert Event.objects.get(type="track").properties == properties
+    assert RawRecord.objects.get(message_id="i").payload["traits"] == traits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_for_the_same_new_user_all_succeed_and_store_each_event_once(
+    live_server, make_source
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from django.db import connection
+
+    source = make_source(kind="api")
+    auth = (source.write_key, "")
+
+    def send(n: int) -> int:
+        batch = [
+            track(n * 10 + i, userId="u-race", anonymousId=f"a-{n}", event="Viewed")
+            for i in range(10)
+        ]
+        # Every batch is sent twice: a client retry racing its own first attempt.
+        return requests.post(
+            f"{live_server.url}/v1/batch", json={"batch": batch}, auth=auth
+        ).status_code
+
+    # SQLite's in-memory test database (shared cache) raises "table is locked" instead of
+    # waiting like the WAL file in production does: concurrency is exercised on PostgreSQL.
+    workers = 8 if connection.vendor == "postgresql" else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        codes = list(pool.map(send, [n for n in range(8) for _ in range(2)]))
+
+    assert codes == [200] * 16
+    assert Event.objects.count() == 80
+    assert RawRecord.objects.count() == 80
+    assert SourceRecord.objects.filter(external_key="user:u-race").count() == 1
+    assert Profile.objects.count() == 1
+    assert Identity.objects.filter(type="anonymous_id").count() == 8

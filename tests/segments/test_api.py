@@ -1,0 +1,147 @@
+"""REST API: count, list, create, read, members; token auth; JSON errors."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from segments.models import Segment
+from segments.services import segment_create, segment_refresh_request
+
+BERLIN = {
+    "type": "group",
+    "op": "and",
+    "children": [{"type": "field", "field": "city", "operator": "equals", "value": "Berlin"}],
+}
+
+
+@pytest.fixture
+def api(db, django_user_model):
+    user = django_user_model.objects.create_user("marketer", password="pw")
+    user.groups.add(Group.objects.get(name="Marketer"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def people(make_profile):
+    return [
+        make_profile(first_name="Ann", city="Berlin", email="ann@example.de"),
+        make_profile(first_name="Ben", city="Hamburg"),
+        make_profile(first_name="Eva", city="Berlin"),
+    ]
+
+
+def test_count(api, people):
+    response = api.post("/api/segments/count", {"rules": {"include": BERLIN}}, format="json")
+    assert (response.status_code, response.json()) == (200, {"count": 2})
+
+
+def test_count_accepts_a_bare_group(api, people):
+    assert api.post("/api/segments/count", {"rules": BERLIN}, format="json").json() == {"count": 2}
+
+
+def test_count_with_invalid_rules_is_a_clear_400(api, people):
+    rules = {
+        "include": {
+            "type": "group",
+            "children": [{"type": "field", "field": "city", "operator": "greater", "value": 1}],
+        }
+    }
+    response = api.post("/api/segments/count", {"rules": rules}, format="json")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "invalid_rules"
+    assert body["errors"] == [
+        {
+            "path": "include.0",
+            "message": 'Unknown operator "greater" for City (string); use one of: equals, '
+            "not_equals, contains, not_contains, starts_with, in, not_in, is_set, is_not_set.",
+        }
+    ]
+    assert body["message"].startswith("The rules are not valid: include.0: Unknown operator")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [({}, "missing_rules"), ([], "missing_rules"), ({"rules": "x"}, "invalid_rules")],
+)
+def test_count_rejects_malformed_bodies(api, body, code):
+    response = api.post("/api/segments/count", body, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, code)
+
+
+def test_broken_json_is_a_json_error(api):
+    response = api.post("/api/segments/count", "{nope", content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (400, "parse_error")
+
+
+def test_token_is_required(db):
+    response = APIClient().post("/api/segments/count", {"rules": BERLIN}, format="json")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_create_list_read_and_members(api, people):
+    created = api.post(
+        "/api/segments",
+        {"name": "Berliners", "description": "City", "rules": {"include": BERLIN}},
+        format="json",
+    )
+    assert created.status_code == 201
+    segment_id = created.json()["id"]
+    assert created.json()["rules"]["include"]["children"][0]["value"] == "Berlin"
+
+    listed = api.get("/api/segments").json()["results"]
+    assert [(s["id"], s["name"], s["size"]) for s in listed] == [(segment_id, "Berliners", None)]
+
+    segment_refresh_request(segment=Segment.objects.get(pk=segment_id), sync=True)
+    detail = api.get(f"/api/segments/{segment_id}").json()
+    assert (detail["name"], detail["size"]) == ("Berliners", 2)
+
+    page = api.get(f"/api/segments/{segment_id}/members?limit=1").json()
+    assert [m["first_name"] for m in page["results"]] == ["Ann"]
+    rest = api.get(f"/api/segments/{segment_id}/members?limit=1&after={page['next_after']}").json()
+    assert [m["first_name"] for m in rest["results"]] == ["Eva"]
+    assert rest["next_after"] == rest["results"][0]["id"]
+
+
+def test_create_rejects_duplicates_and_bad_rules(api, people):
+    segment_create(name="Berliners", rules={"include": BERLIN})
+
+    duplicate = api.post("/api/segments", {"name": "berliners", "rules": BERLIN}, format="json")
+    bad = api.post(
+        "/api/segments", {"name": "X", "rules": {"include": {"type": "nope"}}}, format="json"
+    )
+
+    assert (duplicate.status_code, duplicate.json()["code"]) == (400, "invalid_segment")
+    assert "already exists" in duplicate.json()["message"]
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_rules")
+    assert Segment.objects.count() == 1
+
+
+def test_unknown_segment_is_404_json(api):
+    response = api.get("/api/segments/999")
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+
+
+def test_members_need_permission_to_view_profiles(db, django_user_model, people):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("analyst", password="pw")
+    user.user_permissions.set(Permission.objects.filter(codename="view_segment"))
+    client = APIClient()
+    client.force_authenticate(user)
+    segment = segment_create(name="B", rules={"include": BERLIN})
+
+    assert client.post("/api/segments/count", {"rules": BERLIN}, format="json").json() == {
+        "count": 2
+    }
+    response = client.get(f"/api/segments/{segment.pk}/members")
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    created = client.post("/api/segments", {"name": "C", "rules": BERLIN}, format="json")
+    assert created.status_code == 403

@@ -1,0 +1,203 @@
+"""The builder's server side: tree actions, counts, type-ahead, save, why page, segment page."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from segments.models import Segment
+from segments.services import segment_create, segment_refresh_request
+
+
+def F(field, operator, value=None):
+    node = {"type": "field", "field": field, "operator": operator}
+    if value is not None:
+        node["value"] = value
+    return node
+
+
+def rules(*children, op="and"):
+    return {
+        "include": {"type": "group", "op": op, "negate": False, "children": list(children)},
+        "exclude": {"type": "group", "op": "or", "negate": False, "children": []},
+    }
+
+
+def node_count(html: str, slug: str) -> str:
+    match = re.search(rf'id="count-{slug}" class="seg-count[^"]*"[^>]*>([^<]*)<', html)
+    return match.group(1) if match else ""
+
+
+@pytest.fixture
+def berliners(make_profile):
+    make_profile(first_name="Ann", city="Berlin", country="DE", email="ann@example.de")
+    make_profile(first_name="Ben", city="Hamburg", country="DE")
+    make_profile(first_name="Eva", city="Berlin", country="AT")
+
+
+def test_builder_page_renders_palette_starters_and_tree(admin_client, berliners):
+    response = admin_client.get(reverse("admin:segments_builder") + "?start=lapsed_buyers")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-key="city"' in html and 'data-key="trait:' not in html
+    assert 'value="Lapsed buyers"' in html
+    assert html.count('class="seg-node seg-cond seg-kind-event"') == 2
+    assert "vendor/Sortable.min.js" in html and "htmx" in html
+
+
+def test_tree_actions_wrap_move_and_reorder(admin_client, berliners):
+    url = reverse("admin:segments_builder_tree")
+    tree = rules(F("city", "equals", "Berlin"), F("country", "equals", "DE"))
+
+    wrapped = admin_client.post(
+        url, {"rules": json.dumps(tree), "action": "wrap", "path": "include.1"}
+    )
+    assert wrapped.headers["HX-Trigger-After-Settle"] == "seg-changed"
+    html = wrapped.content.decode()
+    assert 'data-path="include.1"' in html and 'data-path="include.1.0"' in html
+
+    moved_tree = rules(
+        F("city", "equals", "Berlin"),
+        {"type": "group", "op": "or", "negate": False, "children": []},
+    )
+    moved = admin_client.post(
+        url,
+        {"rules": json.dumps(moved_tree), "action": "move", "path": "include.0", "to": "include.1"},
+    ).content.decode()
+    assert 'data-path="include.0.0"' in moved and 'data-path="include.1"' not in moved
+
+
+def test_counts_give_total_each_node_and_preview(admin_client, berliners):
+    tree = rules(
+        F("country", "equals", "DE"),
+        {
+            "type": "group",
+            "op": "or",
+            "negate": False,
+            "children": [F("city", "equals", "Berlin"), F("city", "equals", "Hamburg")],
+        },
+    )
+    html = admin_client.post(
+        reverse("admin:segments_builder_counts"), {"rules": json.dumps(tree)}
+    ).content.decode()
+
+    assert '<strong id="seg-total" hx-swap-oob="true">2</strong>' in html
+    assert node_count(html, "include-0") == "2"
+    assert node_count(html, "include-1") == "3"
+    assert node_count(html, "include-1-0") == "2"
+    assert "ann@example.de" in html
+
+
+def test_incomplete_condition_is_left_out_of_counts_and_named(admin_client, berliners):
+    tree = rules(F("country", "equals", "DE"), F("city", "equals", ""))
+    html = admin_client.post(
+        reverse("admin:segments_builder_counts"), {"rules": json.dumps(tree)}
+    ).content.decode()
+
+    assert '<strong id="seg-total" hx-swap-oob="true">2</strong>' in html
+    assert ">incomplete<" in html
+    assert "A value is needed for City" in html
+
+
+def test_type_ahead_offers_real_distinct_values(admin_client, berliners):
+    response = admin_client.get(
+        reverse("admin:segments_builder_values"), {"field": "city", "q": "b"}
+    )
+    assert response.content.decode().split() == ["<option", 'value="Berlin"></option>']
+
+
+def test_save_creates_segment_and_redirects(admin_client, berliners):
+    response = admin_client.post(
+        reverse("admin:segments_builder_save"),
+        {
+            "rules": json.dumps(rules(F("city", "equals", "Berlin"))),
+            "name": "Berlin",
+            "description": "x",
+        },
+    )
+    segment = Segment.objects.get()
+    assert response.headers["HX-Redirect"] == reverse(
+        "admin:segments_segment_change", args=[segment.pk]
+    )
+    assert segment.rules["include"]["children"] == [F("city", "equals", "Berlin")]
+
+
+def test_save_with_invalid_rules_shows_the_problem_and_saves_nothing(admin_client, berliners):
+    response = admin_client.post(
+        reverse("admin:segments_builder_save"),
+        {"rules": json.dumps(rules(F("total_spent", "greater", "lots"))), "name": "Big"},
+    )
+    assert (
+        "Include › 1: &quot;lots&quot; is not a number (for Total spent)."
+        in response.content.decode()
+    )
+    assert Segment.objects.count() == 0
+
+
+def test_why_page_marks_each_condition(admin_client, berliners):
+    segment = segment_create(
+        name="DE Berliners",
+        rules=rules(F("country", "equals", "DE"), F("city", "equals", "Berlin")),
+    )
+    html = admin_client.get(
+        reverse("admin:segments_why", args=[segment.pk]), {"profile": "ann@example.de"}
+    ).content.decode()
+    assert "is in “DE Berliners”" in html
+
+    eva = segment.pk and __import__("profiles.models").models.Profile.objects.get(first_name="Eva")
+    html = admin_client.get(
+        reverse("admin:segments_why", args=[segment.pk]), {"profile": str(eva.pk)}
+    ).content.decode()
+    assert "is not in “DE Berliners”" in html
+    assert html.count("seg-why-node seg-false") == 2  # include group and the country condition
+    assert html.count("seg-why-node seg-true") == 1  # city equals Berlin
+
+
+def test_segment_page_shows_chart_data_and_changes(
+    admin_client, berliners, django_assert_max_num_queries
+):
+    segment = segment_create(name="Berlin", rules=rules(F("city", "equals", "Berlin")))
+    segment_refresh_request(segment=segment, sync=True)
+
+    with django_assert_max_num_queries(25):
+        html = admin_client.get(
+            reverse("admin:segments_segment_change", args=[segment.pk])
+        ).content.decode()
+    assert 'id="seg-size-data"' in html and '"y": [2]' in html
+    assert "vendor/plotly.min.js" in html
+    assert html.count("<td>Entered</td>") == 2
+
+
+def test_marketer_without_profile_permission_gets_no_preview(client, berliners, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("m", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="segments"))
+    client.force_login(user)
+    html = client.post(
+        reverse("admin:segments_builder_counts"),
+        {"rules": json.dumps(rules(F("city", "equals", "Berlin")))},
+    ).content.decode()
+    assert '<strong id="seg-total" hx-swap-oob="true">2</strong>' in html
+    assert "ann@example.de" not in html and "seg-preview" not in html
+
+
+def test_segment_list_has_starters_and_a_query_budget(
+    admin_client, db, django_assert_max_num_queries
+):
+    for i in range(15):
+        segment_create(name=f"Segment {i}", rules=rules(F("city", "equals", "Berlin")))
+
+    with django_assert_max_num_queries(12):
+        html = admin_client.get(reverse("admin:segments_segment_changelist")).content.decode()
+    assert html.count('href="/admin/segments/segment/builder/?start=') == 4
+    assert "Segment 14" in html
+
+
+def test_add_goes_to_the_builder(admin_client, db):
+    response = admin_client.get(reverse("admin:segments_segment_add"))
+    assert response.headers["Location"] == reverse("admin:segments_builder")
