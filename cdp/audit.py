@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
+from cdp.bulk import bulk_copy_rows
 from cdp.models import AuditEvent
 
 
@@ -22,11 +24,11 @@ def audit_record(
 
 
 def audit_record_many(*, actor, action: str, entries: list[tuple[str, dict]]) -> int:
-    """Write one audit row per (target, details), in one bulk insert (bulk services)."""
-    actor = actor if getattr(actor, "pk", None) else None
-    rows = [
-        AuditEvent(actor=actor, action=action, target=target, details=details)
-        for target, details in entries
-    ]
-    AuditEvent.objects.bulk_create(rows, batch_size=1000)
-    return len(rows)
+    """Write one audit row per (target, details) in one bulk write (bulk services)."""
+    actor_id = actor.pk if getattr(actor, "pk", None) else None
+    now = timezone.now()
+    return bulk_copy_rows(
+        AuditEvent,
+        ("actor", "action", "target", "details", "created_at"),
+        [(actor_id, action, target, details, now) for target, details in entries],
+    )

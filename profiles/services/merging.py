@@ -22,6 +22,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from cdp.audit import audit_record, audit_record_many
+from cdp.bulk import bulk_copy_rows
 from profiles.models import (
     DoNotMerge,
     Event,
@@ -42,6 +43,11 @@ PROFILE_FIELDS = (
     "attributes",
     "attribute_sources",
 )
+
+MERGE_LOG_COLUMNS = (
+    "survivor", "merged_ids", "reason", "snapshot", "survivor_snapshot", "extensions",
+    "created_by", "created_at",
+)  # fmt: skip
 
 
 class MergeError(Exception):
@@ -226,7 +232,7 @@ def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> N
         return out
 
     now = timezone.now()
-    created_by = actor if getattr(actor, "pk", None) else None
+    created_by_id = actor.pk if getattr(actor, "pk", None) else None
     logs = []
     for cluster in live:
         survivor_id, other_ids = cluster[0], cluster[1:]
@@ -246,21 +252,22 @@ def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> N
             for pid in other_ids
         ]
         logs.append(
-            MergeLog(
-                survivor_id=survivor_id,
-                merged_ids=other_ids,
-                reason=reason,
-                snapshot=snapshot,
-                survivor_snapshot=state(survivor_id),
-                extensions=extensions,
-                created_by=created_by,
-                created_at=now,
+            (
+                survivor_id,
+                other_ids,
+                reason,
+                snapshot,
+                state(survivor_id),
+                extensions,
+                created_by_id,
+                now,
             )
         )
     # New redirects first: every move below reads its target from the redirect table.
-    ProfileRedirect.objects.bulk_create(
-        [ProfileRedirect(old_id=o, profile_id=s, created_at=now) for o, s in survivor_of.items()],
-        batch_size=1000,
+    bulk_copy_rows(
+        ProfileRedirect,
+        ("old_id", "profile", "created_at"),
+        [(o, s, now) for o, s in survivor_of.items()],
     )
     target = Subquery(
         ProfileRedirect.objects.filter(old_id=OuterRef("profile_id")).values("profile_id")[:1]
@@ -270,7 +277,7 @@ def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> N
     Event.objects.filter(profile_id__in=others).update(profile_id=target)
     ProfileRedirect.objects.filter(profile_id__in=others).update(profile_id=target)
     Profile.objects.filter(pk__in=others).delete()
-    MergeLog.objects.bulk_create(logs, batch_size=1000)
+    bulk_copy_rows(MergeLog, MERGE_LOG_COLUMNS, logs)
     from profiles.services.survivorship import profile_attributes_refresh
 
     profile_attributes_refresh(profile_ids=[c[0] for c in live])
