@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
+from cdp.bulk import bulk_copy_rows
 from cdp.models import AuditEvent
 
 
@@ -18,4 +20,15 @@ def audit_record(
         action=action,
         target=target,
         details=details or {},
+    )
+
+
+def audit_record_many(*, actor, action: str, entries: list[tuple[str, dict]]) -> int:
+    """Write one audit row per (target, details) in one bulk write (bulk services)."""
+    actor_id = actor.pk if getattr(actor, "pk", None) else None
+    now = timezone.now()
+    return bulk_copy_rows(
+        AuditEvent,
+        ("actor", "action", "target", "details", "created_at"),
+        [(actor_id, action, target, details, now) for target, details in entries],
     )

@@ -177,3 +177,39 @@ def bulk_insert_rows(
             if back:
                 result.extend(tuple(r) for r in cursor.fetchall())
     return result
+
+
+def bulk_copy_rows(
+    model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence]
+) -> int:
+    """Append plain value tuples (in ``fields`` order) with ``COPY`` on PostgreSQL.
+
+    For large appends without RETURNING or conflicts (merge logs, audit rows): COPY formats
+    rows in C, where array parameters quote every string in Python. JSON fields are encoded
+    here. Elsewhere it is ``bulk_insert_rows``. Returns the number of rows written.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    if connection.vendor != "postgresql":
+        bulk_insert_rows(model, fields, rows)
+        return len(rows)
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    encoders = [
+        (lambda v, e=f.encoder: None if v is None else json.dumps(v, cls=e))
+        if isinstance(f, models.JSONField)
+        else None
+        for f in concrete
+    ]
+    table = connection.ops.quote_name(meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in concrete)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [v if enc is None else enc(v) for enc, v in zip(encoders, row, strict=True)]
+            )
+    return len(rows)

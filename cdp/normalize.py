@@ -236,8 +236,9 @@ def fold_text(value: object) -> str:
     Punctuation becomes a space; runs of spaces become one.
     """
     text = clean_text(value).lower().translate(_GERMAN)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    if not text.isascii():  # ASCII has no diacritics: skip the per-character pass
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return " ".join(_NON_WORD_RE.sub(" ", text).split())
 
 

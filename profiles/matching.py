@@ -12,9 +12,9 @@ the review band; below it nothing happens.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -160,6 +160,18 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "Customer number and birth date",
         (Criterion("customer_id", "fuzzy_low"), Criterion("birth_date", "fuzzy_low")),
     ),
+    Rule(
+        "Customer number and address",
+        (Criterion("customer_id"), Criterion("street", "fuzzy_medium")),
+    ),
+    Rule(
+        "First name, birth date and address (a changed last name)",
+        (
+            Criterion("first_name", "fuzzy_medium"),
+            Criterion("birth_date"),
+            Criterion("street", "fuzzy_medium"),
+        ),
+    ),
 )
 DEFAULT_SPEC = Spec(rules=DEFAULT_RULES)
 
@@ -185,11 +197,15 @@ def normalise_field(name: str, value: object) -> str:
 
 @dataclass
 class Table:
-    """Records in columns: ``ids`` and, per field, raw (cleaned) and normalised values."""
+    """Records in columns: ``ids`` and, per field, raw (cleaned) and normalised values.
+
+    Columns are numpy object arrays of ``str`` ('' = missing), so a column can be indexed by
+    an array of row numbers at C speed (``table.norm["email"][pairs[:, 0]]``).
+    """
 
     ids: list[int]
-    raw: dict[str, list[str]]
-    norm: dict[str, list[str]]
+    raw: dict[str, np.ndarray]
+    norm: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -198,19 +214,62 @@ class Table:
         return {name: column[index] for name, column in self.norm.items()}
 
 
-def table_build(records: Iterable[dict], fields: Iterable[str] = tuple(FIELDS)) -> Table:
+def _object_array(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def table_build(
+    records: Iterable[dict],
+    fields: Iterable[str] = tuple(FIELDS),
+    *,
+    raw_fields: Iterable[str] | None = None,
+) -> Table:
     """Columns from dicts with an ``id`` and field values (identity keys already normalised)."""
     fields = tuple(fields)
     ids: list[int] = []
-    raw: dict[str, list[str]] = {f: [] for f in fields}
-    norm: dict[str, list[str]] = {f: [] for f in fields}
+    columns: dict[str, list] = {f: [] for f in fields}
     for record in records:
         ids.append(record["id"])
         for name in fields:
-            value = record.get(name)
-            raw[name].append(clean_text(value))
-            norm[name].append(normalise_field(name, value))
-    return Table(ids, raw, norm)
+            columns[name].append(record.get(name))
+    return table_from_columns(ids, columns, raw_fields=raw_fields)
+
+
+def table_from_columns(
+    ids: list[int], columns: dict[str, list], *, raw_fields: Iterable[str] | None = None
+) -> Table:
+    """A table from value lists per field (None or '' = missing).
+
+    Normalisation is memoised per distinct value of a field (names, cities, dates repeat a
+    lot), so a million records cost far less than a million calls per field. ``raw_fields``
+    limits the cleaned-but-not-normalised columns (used by ``exact`` criteria and labels) to
+    save memory; the others are left empty.
+    """
+    raw_fields = set(columns if raw_fields is None else raw_fields)
+    norm: dict[str, np.ndarray] = {}
+    raw: dict[str, np.ndarray] = {}
+    empty = _object_array([""] * len(ids))
+    for name, values in columns.items():
+        cache: dict = {None: ("", ""), "": ("", "")}
+        is_key = FIELDS.get(name, FIELDS["first_name"]).kind == "key"
+
+        def forms(value, name=name, cache=cache, is_key=is_key):
+            if is_key and type(value) is str and value.isascii() and value == value.strip():
+                return value, value.lower()  # an identity key: already clean, mostly unique
+            try:
+                return cache[value]
+            except (KeyError, TypeError):
+                pair = (clean_text(value), normalise_field(name, value))
+                if isinstance(value, str):
+                    cache[value] = pair
+                return pair
+
+        pairs = [forms(v) for v in values]
+        norm[name] = _object_array([p[1] for p in pairs])
+        raw[name] = _object_array([p[0] for p in pairs]) if name in raw_fields else empty
+    return Table(list(ids), raw, norm)
 
 
 # ---------------------------------------------------------------- blocking
@@ -218,6 +277,7 @@ def table_build(records: Iterable[dict], fields: Iterable[str] = tuple(FIELDS)) 
 _SOUNDEX = str.maketrans("bfpvcgjkqsxzdtlmnr", "111122222222334556", "aeiouyhw")
 
 
+@lru_cache(maxsize=500_000)
 def soundex(word: str) -> str:
     """American Soundex of a folded word ('' for an empty one)."""
     word = re.sub(r"[^a-z]", "", word)
@@ -236,40 +296,40 @@ def soundex(word: str) -> str:
     return (first + "".join(coded) + "000")[:4]
 
 
-def blocking_keys(record: dict[str, str]) -> list[str]:
-    """Cheap keys whose union finds the candidate pairs (never all pairs).
+def _names_city(first: str, last: str, city: str) -> str:
+    a, b = sorted((soundex(first.replace(" ", "")), soundex(last.replace(" ", ""))))
+    return f"{a}:{b}:{city[:3]}" if a and b else ""
 
-    A pair is compared only when it shares at least one key. Keys built on a missing value are
-    not made, so blanks never group records.
-    """
-    fn, ln = record.get("first_name", ""), record.get("last_name", "")
-    dob, pc = record.get("birth_date", ""), record.get("postcode", "")
-    street = record.get("street", "")
+
+# (kind, fields, make): a key is made only when every field is known, so blanks never group
+# records. Each kind is selective on its own (a name sound alone is not: "Smith, J" makes
+# blocks of thousands at a million records); their union finds the pairs (bench/README.md).
+BLOCKING_KEYS: tuple[tuple[str, tuple[str, ...], object], ...] = (
+    ("email", ("email",), lambda v: v),
+    ("phone", ("phone",), lambda v: v),
+    ("customer_id", ("customer_id",), lambda v: v),
+    ("user_id", ("user_id",), lambda v: v),
+    ("dob-fn", ("birth_date", "first_name"), lambda d, f: f"{d}:{f[:1]}"),
+    ("dob-ln", ("birth_date", "last_name"), lambda d, ln: f"{d}:{ln[:1]}"),
+    ("pc-ln", ("postcode", "last_name"), lambda p, ln: f"{p}:{ln[:3]}"),
+    ("pc-fn", ("postcode", "first_name"), lambda p, f: f"{p}:{f[:3]}"),
+    ("dob-pc", ("birth_date", "postcode"), lambda d, p: f"{d}:{p}"),
+    ("st", ("street", "postcode"), lambda s, p: f"{s[:6]}:{p}"),
+    ("st-dob", ("street", "birth_date"), lambda s, d: f"{s[:4]}:{d}"),
+    ("nm-city", ("first_name", "last_name", "city"), _names_city),
+)
+
+
+def blocking_keys(record: dict[str, str]) -> list[str]:
+    """The blocking keys of one normalised record (``kind:value``), as ``candidate_pairs``
+    makes them for a whole table. A pair is compared only when it shares at least one key."""
     keys = []
-    for name in ("email", "phone", "customer_id", "user_id"):
-        if record.get(name):
-            keys.append(f"{name}:{record[name]}")
-    ln_sx, fn_sx = soundex(ln.replace(" ", "")), soundex(fn.replace(" ", ""))
-    if ln_sx and fn:
-        keys.append(f"ln:{ln_sx}:{fn[:1]}")
-    if fn_sx and ln:
-        keys.append(f"fn:{fn_sx}:{ln[:1]}")
-    if dob and fn:
-        keys.append(f"dob-fn:{dob}:{fn[:1]}")
-    if dob and ln:
-        keys.append(f"dob-ln:{dob}:{ln[:1]}")
-    if pc and ln:
-        keys.append(f"pc-ln:{pc}:{ln[:2]}")
-    if pc and fn:
-        keys.append(f"pc-fn:{pc}:{fn[:2]}")
-    if dob and pc:
-        keys.append(f"dob-pc:{dob}:{pc}")
-    if street and pc:
-        keys.append(f"st:{street[:6]}:{pc}")
-    if ln and fn:
-        keys.append(f"name:{ln[:3]}:{fn[:3]}")
-    if street and dob:
-        keys.append(f"st-dob:{street[:4]}:{dob}")
+    for kind, fields, make in BLOCKING_KEYS:
+        values = [record.get(f, "") for f in fields]
+        if all(values):
+            key = make(*values)
+            if key:
+                keys.append(f"{kind}:{key}")
     return keys
 
 
@@ -278,62 +338,107 @@ class BlockingReport:
     keys: int = 0
     pairs: int = 0
     oversized_blocks: list[tuple[str, int]] = field(default_factory=list)
+    pairs_by_key: dict[str, int] = field(default_factory=dict)
+
+
+def _key_codes(table: Table, fields: tuple[str, ...], make) -> np.ndarray:
+    """Per row an integer code of its key (-1: no key), equal codes = equal keys."""
+    columns = [table.norm.get(f) for f in fields]
+    if any(c is None for c in columns):
+        return np.full(len(table), -1, dtype=np.int64)
+    codes: dict[str, int] = {}
+    out = np.full(len(table), -1, dtype=np.int64)
+    known = np.ones(len(table), dtype=bool)
+    for column in columns:
+        known &= column != ""
+    rows = np.flatnonzero(known)
+    if len(rows) == 0:
+        return out
+    if len(columns) == 1:
+        keys = columns[0][rows]
+    else:
+        keys = [make(*values) for values in zip(*(c[rows] for c in columns), strict=True)]
+    setdefault = codes.setdefault
+    out[rows] = [setdefault(k, len(codes)) if k else -1 for k in keys]
+    return out
+
+
+def _block_pairs(codes: np.ndarray, cap: int) -> tuple[np.ndarray, list[int]]:
+    """Pair codes (i * n + j, i < j) of rows sharing a code; sizes of blocks over ``cap``."""
+    n = len(codes)
+    rows = np.flatnonzero(codes >= 0)
+    if len(rows) < 2:
+        return np.empty(0, dtype=np.int64), []
+    order = rows[np.argsort(codes[rows], kind="stable")]
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    oversized = sizes[sizes > cap].tolist()
+    chunks = []
+    for size in np.unique(sizes[(sizes >= 2) & (sizes <= cap)]).tolist():
+        group_starts = starts[sizes == size]
+        members = order[group_starts[:, None] + np.arange(size)]  # (groups, size), ascending
+        a, b = np.triu_indices(size, k=1)
+        chunks.append((members[:, a] * n + members[:, b]).ravel())
+    if not chunks:
+        return np.empty(0, dtype=np.int64), oversized
+    return np.concatenate(chunks), oversized
 
 
 def candidate_pairs(table: Table, *, block_cap: int = 200) -> tuple[np.ndarray, BlockingReport]:
     """Unique (i, j) index pairs, i < j, sharing a blocking key; blocks over the cap are skipped.
 
-    Returns an (n, 2) int64 array of row indexes into ``table`` and a report of skipped blocks.
+    Vectorised per key kind: rows get an integer code per kind, blocks are runs of equal codes,
+    and all blocks of one size are expanded at once. Returns an (n, 2) int64 array of row
+    indexes into ``table`` and a report (skipped blocks by kind and size, never the value;
+    pairs per kind before de-duplication).
     """
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for index in range(len(table)):
-        for key in blocking_keys(table.record(index)):
-            blocks[key].append(index)
-    report = BlockingReport(keys=len(blocks))
+    report = BlockingReport()
     chunks = []
-    for key, members in blocks.items():
-        size = len(members)
-        if size < 2:
-            continue
-        if size > block_cap:
-            report.oversized_blocks.append((key.split(":", 1)[0], size))
-            continue
-        arr = np.asarray(members, dtype=np.int64)
-        left, right = np.triu_indices(size, k=1)
-        chunks.append(arr[left] * len(table) + arr[right])
-    if not chunks:
-        return np.empty((0, 2), dtype=np.int64), report
-    codes = np.unique(np.concatenate(chunks))
-    pairs = np.stack([codes // len(table), codes % len(table)], axis=1)
+    for kind, fields, make in BLOCKING_KEYS:
+        codes = _key_codes(table, fields, make)
+        report.keys += int(codes.max()) + 1 if len(codes) else 0
+        pair_codes, oversized = _block_pairs(codes, block_cap)
+        report.oversized_blocks.extend((kind, size) for size in oversized)
+        report.pairs_by_key[kind] = len(pair_codes)
+        chunks.append(pair_codes)
+    n = len(table)
+    codes = np.unique(np.concatenate(chunks)) if chunks else np.empty(0, dtype=np.int64)
+    pairs = np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1).astype(np.int64)
     report.pairs = len(pairs)
-    return pairs, report
+    return pairs.reshape(-1, 2), report
 
 
 # ---------------------------------------------------------------- similarity and scores
 
 
-def _similarity_column(kind: str, scorer: str, left: list[str], right: list[str]) -> np.ndarray:
-    """Similarity 0..1 of each (left[k], right[k]); NaN where either side is missing."""
-    n = len(left)
+def _similarity_column(kind: str, scorer: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Similarity 0..1 of each (a[k], b[k]); NaN where either side is missing."""
+    n = len(a)
     if n == 0:
         return np.empty(0)
-    a, b = np.asarray(left, dtype=object), np.asarray(right, dtype=object)
     missing = (a == "") | (b == "")
+    sim = np.full(n, np.nan)
+    present = np.flatnonzero(~missing)
+    if len(present) == 0:
+        return sim
+    left, right = a[present], b[present]
     if kind in ("date", "code", "key"):
         # Equal is 1; one typo (an edit or two swapped neighbours) is partial evidence.
         dist = cpdist(left, right, scorer=OSA.distance, workers=-1)
         partial = 0.8 if kind == "date" else 0.6
-        sim = np.where(dist == 0, 1.0, np.where(dist == 1, partial, 0.0))
+        part = np.where(dist == 0, 1.0, np.where(dist == 1, partial, 0.0))
         if kind == "date":
-            swapped = np.array(
-                [x[:4] + x[6:] + x[4:6] == y for x, y in zip(left, right, strict=True)]
+            swapped = np.fromiter(
+                (x[:4] + x[6:] + x[4:6] == y for x, y in zip(left, right, strict=True)),
+                dtype=bool,
+                count=len(left),
             )
-            sim = np.where(swapped & (sim < 0.8), 0.8, sim)
+            part = np.where(swapped & (part < 0.8), 0.8, part)
     else:
-        sim = cpdist(left, right, scorer=SCORERS[scorer], workers=-1).astype(float)
-        sim = sim / (1.0 if scorer in SCORER_SCALE else 100.0)
-    sim = sim.astype(float)
-    sim[missing] = np.nan
+        part = cpdist(left, right, scorer=SCORERS[scorer], workers=-1).astype(float)
+        part = part / (1.0 if scorer in SCORER_SCALE else 100.0)
+    sim[present] = part
     return sim
 
 
@@ -376,19 +481,15 @@ class Scores:
 def _criterion_mask(table: Table, pairs: np.ndarray, sims: dict, criterion: Criterion):
     i, j = pairs[:, 0], pairs[:, 1]
     name = criterion.field
-    if criterion.method == Method.EXACT:
-        left = np.asarray(table.raw[name], dtype=object)
-        ok = (left[i] == left[j]) & (left[i] != "")
-        blank = (left[i] == "") & (left[j] == "")
-    elif criterion.method == Method.EXACT_NORMALISED:
-        left = np.asarray(table.norm[name], dtype=object)
-        ok = (left[i] == left[j]) & (left[i] != "")
-        blank = (left[i] == "") & (left[j] == "")
+    if criterion.method in (Method.EXACT, Method.EXACT_NORMALISED):
+        column = table.raw[name] if criterion.method == Method.EXACT else table.norm[name]
+        left, right = column[i], column[j]
+        ok = (left == right) & (left != "")
+        blank = (left == "") & (right == "")
     else:
         sim = sims[name]
         ok = np.nan_to_num(sim, nan=0.0) >= Method.LEVELS[criterion.method]
-        norm = np.asarray(table.norm[name], dtype=object)
-        blank = (norm[i] == "") & (norm[j] == "")
+        blank = (table.norm[name][i] == "") & (table.norm[name][j] == "")
     if criterion.blank_matches_blank:
         ok = ok | blank
     return ok
@@ -404,15 +505,21 @@ def _names_swapped(table: Table, pairs: np.ndarray, spec: Spec, sims: dict, cont
     i, j = pairs[:, 0], pairs[:, 1]
     fn, ln = table.norm["first_name"], table.norm["last_name"]
     scorer = spec.scorer_for("first_name")
-    cross_a = _similarity_column("name", scorer, [fn[k] for k in i], [ln[k] for k in j])
-    cross_b = _similarity_column("name", scorer, [ln[k] for k in i], [fn[k] for k in j])
+    # Only pairs whose straight names disagree somewhere can gain from the crosswise view.
     straight = np.nan_to_num(sims["first_name"]) + np.nan_to_num(sims["last_name"])
-    better = np.nan_to_num(cross_a) + np.nan_to_num(cross_b) > straight + 0.2
+    rows = np.flatnonzero(straight < 1.8)
+    if len(rows) == 0:
+        return
+    ii, jj = i[rows], j[rows]
+    cross_a = _similarity_column("name", scorer, fn[ii], ln[jj])
+    cross_b = _similarity_column("name", scorer, ln[ii], fn[jj])
+    better = np.nan_to_num(cross_a) + np.nan_to_num(cross_b) > straight[rows] + 0.2
     if not better.any():
         return
-    sims["first_name"] = np.where(better, cross_a, sims["first_name"])
-    sims["last_name"] = np.where(better, cross_b, sims["last_name"])
-    for name in ("first_name", "last_name"):
+    take = rows[better]
+    for name, cross in (("first_name", cross_a), ("last_name", cross_b)):
+        sims[name] = sims[name].copy()
+        sims[name][take] = cross[better]
         contribs[name] = _contribution_column(name, sims[name])
 
 
@@ -420,14 +527,12 @@ def pairs_score(table: Table, pairs: np.ndarray, spec: Spec = DEFAULT_SPEC) -> S
     """Score every candidate pair, vectorised per field (rapidfuzz cpdist on all cores)."""
     i, j = pairs[:, 0], pairs[:, 1]
     sims, contribs = {}, {}
-    total = np.zeros(len(pairs))
     for name in spec.fields:
         column = table.norm[name]
-        left = [column[k] for k in i]
-        right = [column[k] for k in j]
-        sims[name] = _similarity_column(FIELDS[name].kind, spec.scorer_for(name), left, right)
+        sims[name] = _similarity_column(
+            FIELDS[name].kind, spec.scorer_for(name), column[i], column[j]
+        )
         contribs[name] = _contribution_column(name, sims[name])
-        total += contribs[name]
     _names_swapped(table, pairs, spec, sims, contribs)
     total = sum(contribs.values(), np.zeros(len(pairs)))
     rule = np.full(len(pairs), -1)
@@ -442,48 +547,84 @@ def pairs_score(table: Table, pairs: np.ndarray, spec: Spec = DEFAULT_SPEC) -> S
 # ---------------------------------------------------------------- guards
 
 
-def birth_dates_conflict(a: str, b: str) -> bool:
-    """Two known birth dates (YYYYMMDD) that no single typo or day/month swap explains."""
-    if not a or not b or a == b:
-        return False
-    if OSA.distance(a, b) <= 1:
-        return False
-    return a[:4] + a[6:] + a[4:6] != b
+class DateRelation:
+    """How two birth dates (YYYYMMDD) relate; see ``birth_date_relation``."""
+
+    UNKNOWN = "unknown"  # one or both missing: no evidence either way
+    SAME = "same"
+    TYPO = "typo"  # one keying slip apart
+    DIFFERENT = "different"  # two or more of year, month, day differ: another date
 
 
-def _same_person_named(a: dict[str, str], b: dict[str, str]) -> bool:
-    """Same first and last name (either order) and the same customer number or e-mail.
+def birth_date_relation(a: str, b: str) -> str:
+    """Classify two normalised birth dates (YYYYMMDD, '' = missing).
 
-    The number or address may carry one typo: with both names agreeing, that is still far
-    stronger evidence than one of two birth dates being mistyped.
+    A *typo* is what one slip at the keyboard or in a form does to a date: one digit changed
+    or two neighbouring digits swapped (one edit, ``OSA`` distance 1), day and month given the
+    wrong way round, or exactly one of year, month and day wrong while the other two agree
+    (a lost or mistyped component). Anything else, i.e. two or more components differ, is a
+    *different* date.
     """
-    names = [(a.get(f, ""), b.get(f, "")) for f in ("first_name", "last_name")]
-    if not all(x and y for x, y in names):
-        return False
-    straight = all(JaroWinkler.normalized_similarity(x, y) >= 0.9 for x, y in names)
-    crossed = (
-        JaroWinkler.normalized_similarity(a["first_name"], b["last_name"]) >= 0.9
-        and JaroWinkler.normalized_similarity(a["last_name"], b["first_name"]) >= 0.9
-    )
-    same_id = any(
-        a.get(k) and b.get(k) and OSA.distance(a[k], b[k]) <= 1 for k in ("customer_id", "email")
-    )
-    return (straight or crossed) and same_id
+    if not a or not b:
+        return DateRelation.UNKNOWN
+    if a == b:
+        return DateRelation.SAME
+    if OSA.distance(a, b) <= 1 or a[:4] + a[6:] + a[4:6] == b:
+        return DateRelation.TYPO
+    differing = (a[:4] != b[:4]) + (a[4:6] != b[4:6]) + (a[6:] != b[6:])
+    return DateRelation.TYPO if differing == 1 else DateRelation.DIFFERENT
+
+
+def birth_dates_conflict(a: str, b: str) -> bool:
+    """Two known birth dates that no single typo explains (two or more components differ)."""
+    return birth_date_relation(a, b) == DateRelation.DIFFERENT
+
+
+def _names_compatible(a: dict[str, str], b: dict[str, str], *, level: float = 0.9) -> bool:
+    """At least one name known on both sides, and every name known on both sides alike."""
+    sim = JaroWinkler.normalized_similarity
+
+    def fits(pairs):
+        known = [(x, y) for x, y in pairs if x and y]
+        return bool(known) and all(sim(x, y) >= level for x, y in known)
+
+    fa, la, fb, lb = (r.get(f, "") for r in (a, b) for f in ("first_name", "last_name"))
+    return fits([(fa, fb), (la, lb)]) or fits([(fa, lb), (la, fb)])
+
+
+def _same_customer_number(a: dict[str, str], b: dict[str, str]) -> bool:
+    """The same customer number, allowing one typo (the source system issues one per person)."""
+    x, y = a.get("customer_id", ""), b.get("customer_id", "")
+    return bool(x and y and OSA.distance(x, y) <= 1)
+
+
+def birth_dates_block(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether the birth dates of two records keep them from an automatic merge.
+
+    - a typo apart (see ``birth_date_relation``): only when no other strong evidence agrees,
+      i.e. the full name (either order) does not agree;
+    - different dates: unless the full name *and* the customer number agree (then the date is
+      the error: a source system does not give two people one number and one name). A shared
+      e-mail, phone or address never excuses a different date: households share them.
+    """
+    relation = birth_date_relation(a.get("birth_date", ""), b.get("birth_date", ""))
+    if relation == DateRelation.TYPO:
+        return not _names_compatible(a, b)
+    if relation == DateRelation.DIFFERENT:
+        return not (_names_compatible(a, b) and _same_customer_number(a, b))
+    return False
 
 
 def strong_conflicts(a: dict[str, str], b: dict[str, str]) -> list[str]:
     """Reasons two records must not be merged automatically (they may still be suggested).
 
-    Different user ids always conflict (one user id per person). Different birth dates (more
-    than one typo apart) conflict, except when the same name and the same customer number or
-    e-mail say the birth date itself is the typo.
+    Different user ids always conflict (one user id per person). Birth dates conflict as
+    ``birth_dates_block`` says.
     """
     reasons = []
     if a.get("user_id") and b.get("user_id") and a["user_id"] != b["user_id"]:
         reasons.append("different user ids")
-    if birth_dates_conflict(
-        a.get("birth_date", ""), b.get("birth_date", "")
-    ) and not _same_person_named(a, b):
+    if birth_dates_block(a, b):
         reasons.append("different birth dates")
     return reasons
 
@@ -524,14 +665,34 @@ class _Clusters:
         return root
 
     def veto(self, ra: int, rb: int) -> list[str]:
-        ids = self.table.ids
-        for x in self.members[ra]:
-            for y in self.members[rb]:
+        """Why clusters ``ra`` and ``rb`` must not be joined automatically ([] = they may).
+
+        Do-not-merge and user ids are checked between every two members. Birth dates are
+        compared person to person: each birth date that one cluster would bring into the other
+        (a date the other does not have yet) must be vouched for by at least one pair of
+        records across the two, one holding that date, that ``birth_dates_block`` lets pass
+        (a typo with agreeing names; another date with agreeing name and customer number).
+        So one member with an odd name or date does not keep a whole cluster away from the
+        rest of the same person, while two people with dates of their own stay apart.
+        """
+        ids, sides = self.table.ids, (self.members[ra], self.members[rb])
+        records = {k: self.table.record(k) for k in (*sides[0], *sides[1])}
+        for x in sides[0]:
+            for y in sides[1]:
                 if pair_key(ids[x], ids[y]) in self.dnm:
                     return ["do not merge"]
-                conflicts = strong_conflicts(self.table.record(x), self.table.record(y))
-                if conflicts:
-                    return conflicts
+        users = [{records[k]["user_id"] for k in side} - {""} for side in sides]
+        if users[0] and users[1] and users[0] != users[1]:
+            return ["different user ids"]
+        dates = [{records[k]["birth_date"] for k in side} - {""} for side in sides]
+        for own, theirs in ((0, 1), (1, 0)):
+            if not dates[own]:
+                continue
+            dated = [records[k] for k in sides[own] if records[k]["birth_date"]]
+            for date in dates[theirs] - dates[own]:
+                holders = [records[k] for k in sides[theirs] if records[k]["birth_date"] == date]
+                if all(birth_dates_block(k, o) for k in dated for o in holders):
+                    return ["different birth dates"]
         return []
 
     def union(self, ra: int, rb: int) -> None:

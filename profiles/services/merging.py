@@ -13,13 +13,16 @@ gets it back inside the unmerge transaction, after the absorbed profiles exist a
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from cdp.audit import audit_record
+from cdp.audit import audit_record, audit_record_many
+from cdp.bulk import bulk_copy_rows
 from profiles.models import (
     DoNotMerge,
     Event,
@@ -40,6 +43,11 @@ PROFILE_FIELDS = (
     "attributes",
     "attribute_sources",
 )
+
+MERGE_LOG_COLUMNS = (
+    "survivor", "merged_ids", "reason", "snapshot", "survivor_snapshot", "extensions",
+    "created_by", "created_at",
+)  # fmt: skip
 
 
 class MergeError(Exception):
@@ -141,6 +149,147 @@ def profiles_merge(
         details={"merged_ids": other_ids, "reason": reason, **(details or {})},
     )
     return log
+
+
+@dataclass
+class MergeManyResult:
+    """What ``profiles_merge_many`` did: clusters merged, profiles absorbed, clusters skipped."""
+
+    merges: int = 0
+    absorbed: int = 0
+    skipped: list[list[int]] = field(default_factory=list)
+
+
+def _grouped_ids(queryset, group: str, value: str = "pk") -> dict[int, list[int]]:
+    out: dict[int, list[int]] = defaultdict(list)
+    for key, pk in queryset.order_by(value).values_list(group, value):
+        out[key].append(pk)
+    return out
+
+
+def profiles_merge_many(
+    *,
+    clusters: list[list[int]],
+    reason: str,
+    actor=None,
+    details: dict | None = None,
+    batch_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> MergeManyResult:
+    """Merge many clusters of profiles at once (full resolution runs), set-based.
+
+    Each cluster keeps its lowest id. The result is the same as ``profiles_merge`` per cluster
+    (redirects, a MergeLog with the snapshot ``profile_unmerge`` needs, moved records,
+    identities and events, survivorship, one audit row per merge), but written in batches of
+    ``batch_size`` clusters, each batch one transaction with a fixed number of queries. A
+    cluster one of whose profiles no longer exists (merged meanwhile), or that overlaps an
+    earlier cluster, is skipped and returned.
+    """
+    result = MergeManyResult()
+    taken: set[int] = set()
+    disjoint = []
+    for cluster in (sorted(set(c)) for c in clusters if len(set(c)) > 1):
+        # A profile belongs to one cluster: a later cluster that overlaps is skipped.
+        (result.skipped if taken.intersection(cluster) else disjoint).append(cluster)
+        taken.update(cluster)
+    clusters = disjoint
+    for start in range(0, len(clusters), batch_size):
+        _merge_batch(clusters[start : start + batch_size], reason, actor, details or {}, result)
+        if progress is not None:
+            progress(min(start + batch_size, len(clusters)), len(clusters))
+    return result
+
+
+@transaction.atomic
+def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> None:
+    wanted = [pid for c in clusters for pid in c]
+    states = {
+        row["id"]: row
+        for row in Profile.objects.select_for_update()
+        .filter(pk__in=wanted)
+        .order_by("pk")
+        .values("id", *PROFILE_FIELDS, "created_at", "updated_at")
+    }
+    live = []
+    for cluster in clusters:
+        (live if all(pid in states for pid in cluster) else result.skipped).append(cluster)
+    if not live:
+        return
+    survivor_of = {other: c[0] for c in live for other in c[1:]}
+    others = sorted(survivor_of)
+    records = _grouped_ids(SourceRecord.objects.filter(profile_id__in=others), "profile_id")
+    identities = _grouped_ids(Identity.objects.filter(profile_id__in=others), "profile_id")
+    events = _grouped_ids(Event.objects.filter(profile_id__in=others), "profile_id")
+    redirects = _grouped_ids(
+        ProfileRedirect.objects.filter(profile_id__in=others), "profile_id", "old_id"
+    )
+
+    def state(pid: int) -> dict:
+        row = states[pid]
+        out = {name: row[name] for name in PROFILE_FIELDS}
+        out["created_at"] = row["created_at"].isoformat()
+        out["updated_at"] = row["updated_at"].isoformat()
+        return out
+
+    now = timezone.now()
+    created_by_id = actor.pk if getattr(actor, "pk", None) else None
+    logs = []
+    for cluster in live:
+        survivor_id, other_ids = cluster[0], cluster[1:]
+        extensions = {
+            name: participant.on_merge(survivor_id, other_ids)
+            for name, participant in _PARTICIPANTS.items()
+        }
+        snapshot = [
+            {
+                "id": pid,
+                "fields": state(pid),
+                "source_record_ids": records.get(pid, []),
+                "identity_ids": identities.get(pid, []),
+                "event_ids": events.get(pid, []),
+                "redirect_ids": sorted(redirects.get(pid, [])),
+            }
+            for pid in other_ids
+        ]
+        logs.append(
+            (
+                survivor_id,
+                other_ids,
+                reason,
+                snapshot,
+                state(survivor_id),
+                extensions,
+                created_by_id,
+                now,
+            )
+        )
+    # New redirects first: every move below reads its target from the redirect table.
+    bulk_copy_rows(
+        ProfileRedirect,
+        ("old_id", "profile", "created_at"),
+        [(o, s, now) for o, s in survivor_of.items()],
+    )
+    target = Subquery(
+        ProfileRedirect.objects.filter(old_id=OuterRef("profile_id")).values("profile_id")[:1]
+    )
+    SourceRecord.objects.filter(profile_id__in=others).update(profile_id=target)
+    Identity.objects.filter(profile_id__in=others).update(profile_id=target)
+    Event.objects.filter(profile_id__in=others).update(profile_id=target)
+    ProfileRedirect.objects.filter(profile_id__in=others).update(profile_id=target)
+    Profile.objects.filter(pk__in=others).delete()
+    bulk_copy_rows(MergeLog, MERGE_LOG_COLUMNS, logs)
+    from profiles.services.survivorship import profile_attributes_refresh
+
+    profile_attributes_refresh(profile_ids=[c[0] for c in live])
+    audit_record_many(
+        actor=actor,
+        action="profile.merge",
+        entries=[
+            (f"profile:{c[0]}", {"merged_ids": c[1:], "reason": reason, **details}) for c in live
+        ],
+    )
+    result.merges += len(live)
+    result.absorbed += len(others)
 
 
 def do_not_merge_store(*, a: int, b: int, reason: str, actor=None) -> None:

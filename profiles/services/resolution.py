@@ -18,7 +18,8 @@ import time
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from cdp.audit import audit_record
@@ -37,7 +38,7 @@ from profiles.models import (
     Ruleset,
     SourceRecord,
 )
-from profiles.services.merging import profiles_merge
+from profiles.services.merging import profiles_merge, profiles_merge_many
 from profiles.services.records import profile_links_sync
 from profiles.services.survivorship import profile_attributes_refresh
 
@@ -110,6 +111,37 @@ def profile_match_records(*, profile_ids: list[int] | None = None, chunk: int = 
                 "pk", "attributes"
             )
             yield from _with_keys(list(rows))
+
+
+def profile_match_columns(*, chunk: int = 20000) -> tuple[list[int], dict[str, list]]:
+    """All profiles' match values as columns (ids, field -> values), for full runs.
+
+    One streamed query: attributes are read as text in the database (no JSON decoding in
+    Python) and each identifier type's first key comes from a correlated subquery on the
+    (profile, type) index, so memory holds columns, never a dict per profile.
+    """
+    annotations = {f"m_{name}": KT(f"attributes__{name}") for name in MATCH_ATTRIBUTES}
+    for id_type in MATCH_ID_TYPES:
+        annotations[f"m_{id_type}"] = Subquery(
+            Identity.objects.filter(profile_id=OuterRef("pk"), type=id_type, key__isnull=False)
+            .order_by("id")
+            .values("key")[:1]
+        )
+    names = (*MATCH_ATTRIBUTES, *MATCH_ID_TYPES)
+    rows = (
+        Profile.objects.order_by("pk")
+        .annotate(**annotations)
+        .values_list("pk", *annotations)
+        .iterator(chunk_size=chunk)
+    )
+    ids: list[int] = []
+    columns: dict[str, list] = {name: [] for name in names}
+    appenders = [columns[name].append for name in names]
+    for row in rows:
+        ids.append(row[0])
+        for append, value in zip(appenders, row[1:], strict=True):
+            append(value)
+    return ids, columns
 
 
 def _with_keys(rows: list[tuple[int, dict]]) -> list[dict]:
@@ -542,9 +574,9 @@ def _progress(run: ResolutionRun, step: str, done: int, total: int) -> None:
     )
 
 
-def _label(record: dict) -> str:
-    name = f"{record.get('first_name', '')} {record.get('last_name', '')}".strip()
-    return f"#{record['id']} {name}".strip()
+def _label(table: matching.Table, index: int) -> str:
+    name = f"{table.raw['first_name'][index]} {table.raw['last_name'][index]}".strip()
+    return f"#{table.ids[index]} {name}".strip()
 
 
 def resolution_run_execute(*, run: ResolutionRun) -> ResolutionRun:
@@ -566,6 +598,14 @@ def resolution_run_execute(*, run: ResolutionRun) -> ResolutionRun:
     return run
 
 
+def _raw_fields(spec: matching.Spec) -> set[str]:
+    """Columns kept as cleaned raw text: names (labels) and fields of ``exact`` criteria."""
+    exact = {
+        c.field for rule in spec.rules for c in rule.criteria if c.method == matching.Method.EXACT
+    }
+    return {"first_name", "last_name", *exact}
+
+
 def _run(run: ResolutionRun) -> dict:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -573,27 +613,27 @@ def _run(run: ResolutionRun) -> dict:
     profiles_before = Profile.objects.count()
     records_total = SourceRecord.objects.count()
     _progress(run, "loading profiles", 0, profiles_before)
-    records = []
-    for record in profile_match_records():
-        records.append(record)
-        if len(records) % 50000 == 0:
-            _progress(run, "loading profiles", len(records), profiles_before)
-    table = matching.table_build(records)
-    by_id = {r["id"]: r for r in records}
+    ids, columns = profile_match_columns()
+    table = matching.table_from_columns(ids, columns, raw_fields=_raw_fields(spec))
+    del columns
+    index = {pk: k for k, pk in enumerate(table.ids)}
     timings["load"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    _progress(run, "blocking", len(records), profiles_before)
+    _progress(run, "blocking", len(table), profiles_before)
     pairs, blocking = matching.candidate_pairs(table, block_cap=spec.block_cap)
     timings["blocking"] = time.perf_counter() - clock
     clock = time.perf_counter()
     _progress(run, "scoring", 0, len(pairs))
     scores = matching.pairs_score(table, pairs, spec)
-    dnm = do_not_merge_pairs()
-    decisions = matching.decide(table, scores, spec, do_not_merge=dnm)
     timings["scoring"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    dnm = do_not_merge_pairs()
+    decisions = matching.decide(table, scores, spec, do_not_merge=dnm)
+    del scores, pairs
+    timings["deciding"] = time.perf_counter() - clock
+    clock = time.perf_counter()
 
-    splits = _splits(spec, by_id)
+    splits = _splits(spec, table, index)
     overshared = list(
         Identity.objects.filter(key__isnull=False)
         .values("type", "key")
@@ -601,21 +641,25 @@ def _run(run: ResolutionRun) -> dict:
         .filter(n__gt=run.ruleset.identifier_cap)
         .order_by("-n")[:20]
     )
+    timings["reporting"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     merged_away = sum(len(c) - 1 for c in decisions.merges)
     created = 0
+    skipped: list[list[int]] = []
     if not run.dry_run:
         _progress(run, "merging", 0, len(decisions.merges))
-        for done, cluster in enumerate(decisions.merges, 1):
-            profiles_merge(
-                survivor_id=cluster[0],
-                other_ids=cluster[1:],
-                reason=f"fuzzy: ruleset {run.ruleset.name}",
-                details={"run": run.pk},
-            )
-            if done % 1000 == 0:
-                _progress(run, "merging", done, len(decisions.merges))
+        result = profiles_merge_many(
+            clusters=decisions.merges,
+            reason=f"fuzzy: ruleset {run.ruleset.name}",
+            details={"run": run.pk},
+            progress=lambda done, total: _progress(run, "merging", done, total),
+        )
+        skipped = result.skipped
+        merged_away = result.absorbed
+        timings["merging"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         created = suggestions_upsert(suggestions=decisions.suggestions, run=run)
-    timings["writing"] = time.perf_counter() - clock
+        timings["suggesting"] = time.perf_counter() - clock
     profiles_after = profiles_before - merged_away
     return {
         "dry_run": run.dry_run,
@@ -623,7 +667,8 @@ def _run(run: ResolutionRun) -> dict:
         "source_records": records_total,
         "profiles_before": profiles_before,
         "profiles_after": profiles_after,
-        "merges": len(decisions.merges),
+        "merges": len(decisions.merges) - len(skipped),
+        "merges_skipped": len(skipped),
         "profiles_merged_away": merged_away,
         "suggestions": len(decisions.suggestions),
         "suggestions_created": created,
@@ -631,16 +676,18 @@ def _run(run: ResolutionRun) -> dict:
         "splits": len(splits),
         "consolidation_rate": round(1 - profiles_after / records_total, 4) if records_total else 0,
         "candidate_pairs": int(blocking.pairs),
+        "candidate_pairs_by_key": blocking.pairs_by_key,
         "oversized_blocks": [list(b) for b in blocking.oversized_blocks[:20]],
+        "oversized_blocks_total": len(blocking.oversized_blocks),
         "overshared_identifiers": [
             {"type": row["type"], "records": row["n"]} for row in overshared
         ],
         "examples": {
-            "merges": [[_label(by_id[i]) for i in c] for c in decisions.merges[:10]],
+            "merges": [[_label(table, index[i]) for i in c] for c in decisions.merges[:10]],
             "suggestions": [
                 {
-                    "left": _label(by_id[s["left"]]),
-                    "right": _label(by_id[s["right"]]),
+                    "left": _label(table, index[s["left"]]),
+                    "right": _label(table, index[s["right"]]),
                     "score": s["score"],
                     "reasons": s["reasons"],
                 }
@@ -652,24 +699,41 @@ def _run(run: ResolutionRun) -> dict:
     }
 
 
-def _splits(spec: matching.Spec, by_id: dict[int, dict]) -> list[str]:
-    """Earlier fuzzy merges this ruleset would no longer make (for dry runs of a new ruleset)."""
+def _splits(spec: matching.Spec, table: matching.Table, index: dict[int, int]) -> list[str]:
+    """Earlier fuzzy merges this ruleset would no longer make (for dry runs of a new ruleset).
+
+    Every (survivor, absorbed profile as it was) pair of the live fuzzy merge logs is scored
+    in one vectorised call against the survivor as it is now.
+    """
     import numpy as np
 
-    out = []
+    survivors, absorbed, labels = [], [], []
     logs = MergeLog.objects.filter(unmerged_at__isnull=True, reason__startswith="fuzzy")
-    for log in logs.iterator(chunk_size=500):
-        survivor = by_id.get(log.survivor_id)
-        if survivor is None:
+    for survivor_id, snapshot in logs.values_list("survivor_id", "snapshot").iterator(
+        chunk_size=2000
+    ):
+        if survivor_id not in index:
             continue
-        for entry in log.snapshot:
-            fields = entry["fields"]
-            absorbed = _match_record(entry["id"], fields.get("attributes") or {}, {})
-            table = matching.table_build([survivor, absorbed])
-            scores = matching.pairs_score(table, np.array([[0, 1]], dtype=np.int64), spec)
-            if scores.total[0] < spec.auto_threshold or scores.rule[0] < 0:
-                out.append(f"#{entry['id']} from #{log.survivor_id}")
-    return out
+        for entry in snapshot:
+            attributes = entry["fields"].get("attributes") or {}
+            survivors.append(index[survivor_id])
+            absorbed.append(_match_record(entry["id"], attributes, {}))
+            labels.append(f"#{entry['id']} from #{survivor_id}")
+    if not absorbed:
+        return []
+    fields = tuple(table.norm)
+    own = matching.table_build(absorbed, fields, raw_fields=_raw_fields(spec))
+    both = matching.Table(
+        ids=[*table.ids, *own.ids],
+        raw={f: np.concatenate([table.raw[f], own.raw[f]]) for f in fields},
+        norm={f: np.concatenate([table.norm[f], own.norm[f]]) for f in fields},
+    )
+    pairs = np.stack([np.asarray(survivors), len(table) + np.arange(len(absorbed))], axis=1).astype(
+        np.int64
+    )
+    scores = matching.pairs_score(both, pairs, spec)
+    kept = (scores.total >= spec.auto_threshold) & (scores.rule >= 0)
+    return [label for label, ok in zip(labels, kept.tolist(), strict=True) if not ok]
 
 
 def report_lines(report: dict) -> list[str]:

@@ -92,3 +92,79 @@ def test_blocking_never_makes_all_pairs_and_reports_oversized_blocks():
     shared = matching.table_build([{"id": n, "email": "same@example.com"} for n in range(12)])
     _, report = matching.candidate_pairs(shared, block_cap=10)
     assert report.oversized_blocks == [("email", 12)]
+
+
+def test_birth_date_relation_tells_typos_from_other_dates():
+    relation = matching.birth_date_relation
+    assert relation("19900314", "") == matching.DateRelation.UNKNOWN
+    assert relation("19900314", "19900314") == matching.DateRelation.SAME
+    assert relation("19900314", "19900315") == "typo"  # one digit changed
+    assert relation("19900314", "19900341") == "typo"  # neighbouring digits swapped
+    assert relation("19900314", "19901403") == "typo"  # day and month swapped
+    assert relation("19900314", "19900328") == "typo"  # only the day wrong
+    assert relation("19900314", "19850314") == "typo"  # only the year wrong
+    assert relation("19900314", "19900827") == "different"  # month and day differ
+    assert relation("19610402", "19941123") == "different"  # the household's two people
+    assert matching.birth_dates_conflict("19900314", "19900328") is False
+    assert matching.birth_dates_conflict("19900314", "19900827") is True
+
+
+LENA = {"first_name": "lena", "last_name": "vogt", "birth_date": "19900314",
+        "customer_id": "c-111", "email": "lena@example.de"}  # fmt: skip
+
+
+def test_a_typo_in_the_birth_date_blocks_only_without_an_agreeing_name():
+    typo = {**LENA, "birth_date": "19900315"}
+    assert matching.birth_dates_block(LENA, typo) is False
+    assert matching.birth_dates_block(LENA, {**typo, "first_name": ""}) is False  # no evidence
+    assert matching.birth_dates_block(LENA, {**typo, "first_name": "anna"}) is True  # a sister
+    assert matching.strong_conflicts(LENA, {**typo, "first_name": "anna"}) == [
+        "different birth dates"
+    ]
+
+
+def test_a_different_birth_date_blocks_unless_name_and_customer_number_agree():
+    other_date = {**LENA, "birth_date": "19610402"}
+    assert matching.birth_dates_block(LENA, other_date) is False  # the date is the error
+    assert matching.birth_dates_block(LENA, {**other_date, "customer_id": "c-112"}) is False
+    assert matching.birth_dates_block(LENA, {**other_date, "customer_id": "c-999"}) is True
+    assert matching.birth_dates_block(LENA, {**other_date, "customer_id": ""}) is True
+    # A shared e-mail is no excuse: households share addresses, phones and e-mails.
+    no_number = {k: v for k, v in LENA.items() if k != "customer_id"}
+    assert matching.birth_dates_block(no_number, {**no_number, "birth_date": "19610402"}) is True
+    assert matching.birth_dates_block(LENA, {**other_date, "first_name": "anna"}) is True
+
+
+HOME = {"street": "Hauptstr. 5", "postcode": "10115", "city": "Berlin"}
+
+
+def test_one_odd_member_does_not_keep_a_cluster_from_the_same_person():
+    # Lena's CRM record has a wrong birth date, admitted because name and customer number
+    # agree; the shop writes only her initial. Pairwise, "L. Vogt, 1961" vs "Lena, 1990" is a
+    # conflict, but the cluster has both dates already: all three are one person.
+    rows = [
+        {"id": 1, **HOME, **LENA},
+        {"id": 2, **HOME, **LENA, "birth_date": "1961-04-02"},
+        {"id": 3, **HOME, **LENA, "first_name": "L.", "birth_date": "1961-04-02"},
+    ]
+    table = matching.table_build(rows)
+    assert matching.birth_dates_block(table.record(0), table.record(2)) is True
+    pairs, _ = matching.candidate_pairs(table)
+    decisions = matching.decide(table, matching.pairs_score(table, pairs))
+    assert decisions.merges == [[1, 2, 3]]
+    assert decisions.blocked == 0
+
+
+def test_a_household_cluster_still_keeps_the_other_person_apart():
+    dad = {"first_name": "Peter", "last_name": "Schulz", "phone": "+4930123456",
+           "birth_date": "1961-04-02", **HOME}  # fmt: skip
+    rows = [
+        {"id": 1, **dad},
+        {"id": 2, **dad, "first_name": "P."},
+        {"id": 3, **dad, "first_name": "Lukas", "birth_date": "1994-11-23"},
+        {"id": 4, **dad, "first_name": "Lukas", "birth_date": "1994-11-23"},
+    ]
+    table = matching.table_build(rows)
+    pairs, _ = matching.candidate_pairs(table)
+    decisions = matching.decide(table, matching.pairs_score(table, pairs))
+    assert sorted(decisions.merges) == [[1, 2], [3, 4]]

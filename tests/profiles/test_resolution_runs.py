@@ -6,6 +6,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from cdp.models import AuditEvent
 from profiles.models import (
@@ -20,7 +21,7 @@ from profiles.models import (
     Ruleset,
     SourceRecord,
 )
-from profiles.services.merging import profile_unmerge
+from profiles.services.merging import profile_unmerge, profiles_merge, profiles_merge_many
 from profiles.services.suggestions import merge_suggestion_accept, merge_suggestion_reject
 from profiles.services.tracking import tracking_messages_ingest
 
@@ -237,3 +238,53 @@ def test_most_recent_strategy_across_sources_uses_event_time(make_source, import
 
     profile_attributes_refresh(profile_ids=[profile.pk])
     assert Profile.objects.get().city == "Bonn"
+
+
+def test_bulk_merge_matches_single_merges_and_unmerges_exactly(make_source, import_csv):
+    source = make_source()
+    rows = "".join(
+        f"C-{n},First{n},Last{n},person{n}@example.com,,,,,{'Bonn' if n == 4 else ''},\n"
+        for n in range(1, 8)
+    )
+    import_csv(source, HEADER + rows)
+    p = keys(source)
+    p1, p2, p3, p4, p5, p6, p7 = (p[f"C-{n}"] for n in range(1, 8))
+    Event.objects.create(
+        profile_id=p4, source=source, message_id="m1", type="track", timestamp=timezone.now()
+    )
+    profiles_merge(survivor_id=p5, other_ids=[p7], reason="exact")  # redirect p7 -> p5
+    before = snapshot_state()
+    record_of = {pk: SourceRecord.objects.get(external_key=key).pk for key, pk in p.items()}
+
+    result = profiles_merge_many(
+        clusters=[[p2, p1], [p5, p3, p4], [p2, p5], [p6, 10**9]], reason="fuzzy: bench"
+    )
+
+    assert (result.merges, result.absorbed) == (2, 3)
+    assert result.skipped == [[p2, p5], [p6, 10**9]]  # overlaps the first two; a gone profile
+    assert sorted(Profile.objects.values_list("pk", flat=True)) == [p1, p3, p6]
+    assert dict(ProfileRedirect.objects.values_list("old_id", "profile_id")) == {
+        p2: p1,
+        p4: p3,
+        p5: p3,
+        p7: p3,
+    }
+    assert Event.objects.get().profile_id == p3
+    logs = {log.survivor_id: log for log in MergeLog.objects.filter(reason="fuzzy: bench")}
+    assert logs[p3].merged_ids == [p4, p5]
+    assert [e["source_record_ids"] for e in logs[p3].snapshot] == [
+        [record_of[p4]],
+        [record_of[p5]]
+        + list(SourceRecord.objects.filter(external_key="C-7").values_list("pk", flat=True)),
+    ]
+    assert logs[p3].snapshot[1]["redirect_ids"] == [p7]
+    survivor = Profile.objects.get(pk=p3)  # survivorship ran: p3 had no city, p4 had one
+    assert (survivor.attributes["city"], survivor.attribute_sources["city"]) == (
+        "Bonn",
+        record_of[p4],
+    )
+    assert AuditEvent.objects.filter(action="profile.merge", target=f"profile:{p3}").count() == 1
+
+    for log in logs.values():
+        profile_unmerge(merge_log=log)
+    assert snapshot_state() == before
