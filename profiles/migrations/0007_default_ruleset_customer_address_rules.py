@@ -33,6 +33,6 @@ def remove_rules(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("profiles", "0005_import_formats_and_mapping_locale")]
+    dependencies = [("profiles", "0006_loyalty")]
 
     operations = [migrations.RunPython(add_rules, remove_rules)]
