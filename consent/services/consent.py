@@ -121,6 +121,8 @@ def consent_record(
         raise ConsentError(f"status must be one of {', '.join(ConsentStatus.values)}")
     if lawful_basis not in LawfulBasis.values:
         raise ConsentError(f"lawful_basis must be one of {', '.join(LawfulBasis.values)}")
+    if source not in ConsentSource.values:
+        raise ConsentError(f"source must be one of {', '.join(ConsentSource.values)}")
     purpose_obj = Purpose.objects.filter(key=purpose).first()
     if purpose_obj is None:
         raise ConsentError(f"unknown purpose {purpose!r}")

@@ -13,7 +13,7 @@ from activation.db import pseudonymous_id
 from activation.models import Activation, ActivationRun, Destination
 from activation.services.files import resolve_export
 from activation.services.runs import activation_run_create
-from consent.models import ConsentStatus, Restriction
+from consent.models import ConsentSource, ConsentStatus, Restriction
 from consent.services.consent import consent_gpc_record, consent_record
 from consent.services.suppression import suppression_add
 from profiles.models import Profile
@@ -126,7 +126,7 @@ def _grant_email_marketing(*people):
             purpose="email_marketing",
             channel="email",
             status=ConsentStatus.GRANTED,
-            source="test",
+            source=ConsentSource.IMPORT,
             captured_at=timezone.now() - timedelta(days=1),
         )
 
@@ -146,7 +146,7 @@ def test_consent_withdrawn_after_refresh_keeps_the_person_out_of_file_and_webhoo
         purpose="email_marketing",
         channel="email",
         status=ConsentStatus.WITHDRAWN,
-        source="preference_centre",
+        source=ConsentSource.FORM,
     )
     needs = {"consent_purpose": "email_marketing", "consent_channel": "email"}
     file_activation = make_activation(
