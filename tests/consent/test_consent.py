@@ -428,3 +428,19 @@ def test_mailchimp_subscribed_unsubscribed_and_cleaned_files(make_source, import
     import_csv(mailchimp, subscribed + "\n")
     assert email_state(by_email["unsub@example.com"]) == "withdrawn"
     assert ConsentRecord.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_consent_record_rejects_an_unknown_source_and_writes_nothing():
+    from consent.services.consent import ConsentError
+
+    person = Profile.objects.create(first_name="Ann")
+    with pytest.raises(ConsentError, match="source must be one of import, api, form, gpc"):
+        consent_record(
+            profile=person,
+            purpose="email_marketing",
+            channel="email",
+            status="granted",
+            source="preference_centre",
+        )
+    assert ConsentRecord.objects.filter(profile=person).count() == 0
