@@ -146,7 +146,7 @@ def test_consent_withdrawn_after_refresh_keeps_the_person_out_of_file_and_webhoo
         purpose="email_marketing",
         channel="email",
         status=ConsentStatus.WITHDRAWN,
-        source="preference_centre",
+        source="form",  # a preference centre form
     )
     needs = {"consent_purpose": "email_marketing", "consent_channel": "email"}
     file_activation = make_activation(
