@@ -190,6 +190,16 @@ def coerce_operand(
     return converted, error
 
 
+def coerce_choices(value: Any, f: Field) -> tuple[Any, str]:
+    """Each value (one or a list) as one of the field's choices, or a problem naming them."""
+    chosen = [f.choice(v) for v in (value if isinstance(value, list) else [value])]
+    if None in chosen:
+        wrong = (value if isinstance(value, list) else [value])[chosen.index(None)]
+        labels = ", ".join(label for _, label in f.choices)
+        return None, f"{_describe(wrong)} is not one of: {labels} (for {f.label})."
+    return (chosen if isinstance(value, list) else chosen[0]), ""
+
+
 def jsonable(value: Any) -> Any:
     """Cleaned values back to JSON (dates as ISO text)."""
     if isinstance(value, date):
@@ -322,6 +332,8 @@ def _field(node: dict, path: str, problems: Problems, registry: Registry):
         )
         return None
     value, error = coerce_operand(op_name, node.get("value"), f.type, f.label, f.normalize)
+    if not error and f.choices:
+        value, error = coerce_choices(value, f)
     if error:
         problems.add(path, error)
         return None

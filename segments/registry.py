@@ -105,6 +105,8 @@ OPERATORS_BY_TYPE: dict[str, list[str]] = {
     FieldType.DATETIME: _TIME + _PRESENCE,
     FieldType.BOOLEAN: ["equals", "not_equals", *_PRESENCE],
 }
+# A field with a fixed set of values (``Field.choices``) is tested for one value or several.
+CHOICE_OPERATORS = ["equals", "not_equals", "in", "not_in"]
 
 # Calendar periods, evaluated in settings.CDP_TIME_ZONE (weeks start on Monday).
 PERIODS: dict[str, str] = {
@@ -204,10 +206,21 @@ class Field:
     description: str = ""
     normalize: Callable[[str], str] | None = None  # applied to text values before comparing
     suggest_values: bool = True  # offer real distinct values in the builder
+    # (value, label) pairs: the only values a rule may name (a value or its label is accepted,
+    # any case); the builder offers them instead of real distinct values.
+    choices: tuple[tuple[str, str], ...] = ()
 
     @property
     def operators(self) -> list[str]:
-        return OPERATORS_BY_TYPE[self.type]
+        return CHOICE_OPERATORS if self.choices else OPERATORS_BY_TYPE[self.type]
+
+    def choice(self, value: Any) -> str | None:
+        """The choice's value that ``value`` names (its value or label, any case), else None."""
+        text = str(value).strip().casefold()
+        for key, label in self.choices:
+            if text in (key.casefold(), label.casefold()):
+                return key
+        return None
 
 
 @dataclass(frozen=True)

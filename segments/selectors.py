@@ -97,6 +97,13 @@ def rules_explain(rules, *, profile_id: int, now=None, segment=None) -> dict | N
 def field_values(*, key: str, prefix: str = "", limit: int = 15) -> list[str]:
     """Real distinct values of a field starting with ``prefix`` (type-ahead)."""
     field = get_registry().field(key)
+    if field is not None and field.choices:
+        text = prefix.strip().casefold()
+        return [
+            value
+            for value, label in field.choices
+            if value.casefold().startswith(text) or label.casefold().startswith(text)
+        ][:limit]
     if field is None or not field.suggest_values:
         return []
     queryset, expression = field.target.values_queryset()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from cdp.audit import audit_record
+from cdp.audit import audit_record, audit_record_many
 from cdp.jobs import job_enqueue
+from consent.selectors import restricted_profile_ids
 from profiles.models import Profile
 from segments.compiler import RuleError
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentRefresh
@@ -110,7 +112,10 @@ def segment_refresh_execute(*, refresh: SegmentRefresh) -> SegmentRefresh:
     try:
         with transaction.atomic():
             segment = Segment.objects.select_for_update().get(pk=refresh.segment_id)
-            members = Profile.objects.filter(rules_compiled(segment.rules, segment=segment).q)
+            # Restricted profiles (restriction of processing) are never members.
+            members = Profile.objects.filter(
+                rules_compiled(segment.rules, segment=segment).q
+            ).exclude(pk__in=restricted_profile_ids())
             size, entered, left, now = _materialise(refresh, segment, members)
             segment.size, segment.refreshed_at = size, now
             segment.save(update_fields=["size", "refreshed_at"])
@@ -177,6 +182,93 @@ def _materialise(refresh, segment, members) -> tuple[int, int, int, object]:
         finally:
             cursor.execute(f"DROP TABLE {tmp}")
     return size, entered, left, now
+
+
+@transaction.atomic
+def segment_members_restrict(profile_ids: list[int]) -> dict[str, int]:
+    """Take restricted profiles out of every segment at once (a consent restriction hook).
+
+    Each segment they leave gets a refresh row (its run row and a point of its size history)
+    with their ``left`` changes, so the history says who left and when; later refreshes leave
+    restricted profiles out. A handful of statements, whatever the number of segments.
+    """
+    memberships = SegmentMembership.objects.filter(profile_id__in=profile_ids)
+    left_by_segment = dict(
+        memberships.values("segment_id").annotate(n=Count("id")).values_list("segment_id", "n")
+    )
+    if not left_by_segment:
+        return {"segments": 0, "memberships": 0}
+    now = timezone.now()
+    segments = list(
+        Segment.objects.select_for_update().filter(pk__in=left_by_segment).order_by("pk")
+    )
+    refreshes = SegmentRefresh.objects.bulk_create(
+        [
+            SegmentRefresh(
+                segment=segment,
+                status=SegmentRefresh.Status.SUCCEEDED,
+                size=max(0, (segment.size or 0) - left_by_segment[segment.pk]),
+                left_count=left_by_segment[segment.pk],
+                created_at=now,
+                started_at=now,
+                finished_at=now,
+            )
+            for segment in segments
+        ]
+    )
+    refresh_of = {r.segment_id: r.pk for r in refreshes}
+    SegmentMembershipChange.objects.bulk_create(
+        [
+            SegmentMembershipChange(
+                refresh_id=refresh_of[segment_id],
+                segment_id=segment_id,
+                profile_id=profile_id,
+                kind=SegmentMembershipChange.Kind.LEFT,
+                at=now,
+            )
+            for segment_id, profile_id in memberships.values_list("segment_id", "profile_id")
+        ]
+    )
+    deleted, _ = memberships.delete()
+    for segment in segments:
+        segment.size = max(0, (segment.size or 0) - left_by_segment[segment.pk])
+    Segment.objects.bulk_update(segments, ["size"])
+    audit_record_many(
+        actor=None,
+        action="segment.restriction",
+        entries=[
+            (
+                f"segments.segment:{s.pk}",
+                {"refresh": refresh_of[s.pk], "left": left_by_segment[s.pk]},
+            )
+            for s in segments
+        ],
+    )
+    return {"segments": len(segments), "memberships": deleted}
+
+
+def segments_subject_collect(subject) -> dict[str, list[dict]]:
+    """A person's segment memberships and membership history (access export), by name."""
+    ids = subject.all_profile_ids
+    return {
+        "segment_memberships": list(
+            SegmentMembership.objects.filter(profile_id__in=ids)
+            .order_by("segment__name", "profile_id")
+            .values("profile_id", "segment_id", "segment__name", "entered_at")
+        ),
+        "segment_membership_changes": list(
+            SegmentMembershipChange.objects.filter(profile_id__in=ids)
+            .order_by("at", "id")
+            .values("profile_id", "segment_id", "segment__name", "kind", "at")
+        ),
+    }
+
+
+def segments_subject_erase(subject) -> dict[str, int]:
+    ids = subject.all_profile_ids
+    changes, _ = SegmentMembershipChange.objects.filter(profile_id__in=ids).delete()
+    memberships, _ = SegmentMembership.objects.filter(profile_id__in=ids).delete()
+    return {"segment_memberships": memberships, "segment_membership_changes": changes}
 
 
 def segments_refresh_scheduled() -> int:

@@ -161,3 +161,74 @@ def people(db, client, make_source, import_csv):
     bob = Profile.objects.get(identities__key="bob.ray@example.com")
     bob_app = Identity.objects.get(key="bob-user-1").profile
     return {"lena": lena, "bob": bob, "bob_app": bob_app, "shop": shop, "web": web}
+
+
+def email_marketing_segment(name: str = "E-mail marketing granted"):
+    """A real segment (rules -> refresh -> membership): e-mail marketing is granted."""
+    from segments.services import segment_create, segment_refresh_request
+
+    rules = {
+        "include": {
+            "type": "group",
+            "op": "and",
+            "negate": False,
+            "children": [
+                {
+                    "type": "field",
+                    "field": "consent:email_marketing",
+                    "operator": "equals",
+                    "value": "granted",
+                }
+            ],
+        }
+    }
+    segment = segment_create(name=name, rules=rules)
+    refresh = segment_refresh_request(segment=segment, sync=True)
+    assert refresh.status == "succeeded", refresh.error
+    return segment
+
+
+def activation_run(activation):
+    from activation.services.runs import activation_run_create
+
+    run = activation_run_create(activation=activation, sync=True)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run
+
+
+def file_rows(run) -> list[list[str]]:
+    import csv
+    import io
+
+    from activation.services.files import resolve_export
+
+    return list(csv.reader(io.StringIO(resolve_export(run.file).read_text(encoding="utf-8"))))
+
+
+@pytest.fixture
+def sent_by_activation(people, settings, tmp_path):
+    """Lena and Bob (both granted e-mail marketing) in a segment, sent by a changes-only file
+    activation of that segment: the run's file holds their e-mail addresses."""
+    from activation.models import Activation, Destination
+
+    settings.CDP_ACTIVATION_STORAGE = tmp_path / "exports"
+    segment = email_marketing_segment()
+    destination = Destination.objects.create(
+        name="Newsletter tool",
+        kind=Destination.Kind.FILE,
+        folder="newsletter",
+        consent_purpose="email_marketing",
+        consent_channel="email",
+    )
+    activation = Activation.objects.create(
+        name="Weekly newsletter",
+        segment=segment,
+        destination=destination,
+        attributes=["first_name", "last_name"],
+        mode=Activation.Mode.CHANGES,
+    )
+    run = activation_run(activation)
+    emails = sorted(row[2] for row in file_rows(run)[1:])
+    assert emails == ["bob.ray@example.com", "lena.vogt@example.de"]
+    return {"segment": segment, "activation": activation, "destination": destination, "run": run}

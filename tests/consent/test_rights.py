@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
+from activation.models import ActivationMember
 from consent.hashing import identifier_hash
 from consent.models import ConsentRecord, DataSubjectRequest, Restriction, Suppression
 from consent.registry import PERSON_MODELS
@@ -20,6 +21,7 @@ from consent.selectors import consent_granted_profiles, consent_state
 from consent.services.requests import request_complete, request_run
 from consent.services.subject_data import uncovered_person_references
 from profiles.models import Event, MergeLog, Profile, ProfileRedirect, RawRecord, SourceRecord
+from segments.models import SegmentMembership, SegmentMembershipChange
 from tests.conftest import shopify_csv, shopify_row
 
 from .conftest import LENA_NEEDLES, _post
@@ -130,9 +132,14 @@ def scan_for(needles) -> list[str]:
     return found
 
 
-def test_erasure_leaves_nothing_but_salted_hashes(people, make_request, officer, client):
+def test_erasure_leaves_nothing_but_salted_hashes(
+    people, sent_by_activation, make_request, officer, client
+):
+    """Lena is also in a segment and was sent by a file activation (sent_by_activation)."""
     lena, bob = people["lena"], people["bob"]
     assert scan_for(LENA_NEEDLES)  # the scan does find her before
+    assert SegmentMembership.objects.filter(profile=lena).exists()
+    assert ActivationMember.objects.filter(profile_id=lena.pk).exists()
     earlier = make_request(type="access")
     archive = request_run(request=earlier, actor=officer, sync=True).file.path
     request_complete(request=earlier, actor=officer)
@@ -144,6 +151,9 @@ def test_erasure_leaves_nothing_but_salted_hashes(people, make_request, officer,
     assert run.status == "succeeded"
     assert scan_for(LENA_NEEDLES) == []
     assert not Profile.objects.filter(pk=lena.pk).exists()
+    assert run.counts["segment_memberships"] == 1
+    assert not SegmentMembershipChange.objects.filter(profile_id=lena.pk).exists()
+    assert list(SegmentMembership.objects.values_list("profile_id", flat=True)) == [bob.pk]
     assert set(Profile.objects.values_list("pk", flat=True)) == {bob.pk, people["bob_app"].pk}
     assert Event.objects.filter(properties__order_id="o-bob-1").count() == 1
     assert Suppression.objects.filter(
