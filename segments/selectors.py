@@ -10,6 +10,7 @@ from django.db.models import BooleanField, Case, Count, QuerySet, Value, When
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from consent.selectors import restricted_profile_ids
 from profiles.constants import TRAIT_PREFIX
 from profiles.models import Event, FieldMapping, Profile, SourceRecord
 from segments.compiler import CompileContext, Compiled, rules_compile
@@ -42,9 +43,18 @@ def rules_compiled(rules, *, now=None, segment=None, collect=False) -> Compiled:
     return rules_compile(rules, compile_context(now=now, segment=segment, collect=collect))
 
 
+def segment_candidates() -> QuerySet[Profile]:
+    """The profiles a segment may hold: everyone but those whose processing is restricted.
+
+    Counts, previews and refreshes all start here, so the live count in the builder is the
+    size the next refresh gives.
+    """
+    return Profile.objects.exclude(pk__in=restricted_profile_ids())
+
+
 def rules_profiles(rules, *, now=None, segment=None) -> QuerySet[Profile]:
     """The profiles matching ``rules`` (one query)."""
-    return Profile.objects.filter(rules_compiled(rules, now=now, segment=segment).q)
+    return segment_candidates().filter(rules_compiled(rules, now=now, segment=segment).q)
 
 
 def rules_count(rules, *, now=None, segment=None) -> int:
@@ -60,7 +70,7 @@ def rules_counts(rules, *, now=None, segment=None) -> dict:
     for index, (path, q) in enumerate(compiled.nodes.items()):
         names[f"n{index}"] = path
         aggregates[f"n{index}"] = Count("pk", filter=q)
-    row = Profile.objects.aggregate(**aggregates)
+    row = segment_candidates().aggregate(**aggregates)
     return {"total": row["total"], "nodes": {names[k]: v for k, v in row.items() if k != "total"}}
 
 

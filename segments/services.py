@@ -10,11 +10,9 @@ from django.utils import timezone
 
 from cdp.audit import audit_record, audit_record_many
 from cdp.jobs import job_enqueue
-from consent.selectors import restricted_profile_ids
-from profiles.models import Profile
 from segments.compiler import RuleError
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentRefresh
-from segments.selectors import rules_compiled
+from segments.selectors import rules_compiled, rules_profiles
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +111,7 @@ def segment_refresh_execute(*, refresh: SegmentRefresh) -> SegmentRefresh:
         with transaction.atomic():
             segment = Segment.objects.select_for_update().get(pk=refresh.segment_id)
             # Restricted profiles (restriction of processing) are never members.
-            members = Profile.objects.filter(
-                rules_compiled(segment.rules, segment=segment).q
-            ).exclude(pk__in=restricted_profile_ids())
+            members = rules_profiles(segment.rules, segment=segment)
             size, entered, left, now = _materialise(refresh, segment, members)
             segment.size, segment.refreshed_at = size, now
             segment.save(update_fields=["size", "refreshed_at"])

@@ -12,6 +12,7 @@ from activation.services.runs import activation_run_create, activation_run_retry
 from cdp.models import AuditEvent
 from consent.services.requests import request_run
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentRefresh
+from segments.selectors import rules_counts, rules_preview
 from segments.services import segment_create, segment_refresh_request
 from tests.activation.conftest import Receiver
 
@@ -69,9 +70,13 @@ def test_restriction_leaves_every_segment_at_once_and_the_next_file(
         ("succeeded", 1, 1),
     }
     assert AuditEvent.objects.filter(action="segment.restriction").count() == 2
-    # A later refresh leaves her out although her rules still match.
+    # A later refresh leaves her out although her rules still match, and the builder's live
+    # count and preview (same candidates) agree with it.
     again = segment_refresh_request(segment=berlin, sync=True)
     assert (again.status, again.size, member_ids(berlin)) == ("succeeded", 0, [])
+    assert rules_counts(berlin.rules)["total"] == 0
+    assert rules_preview(berlin.rules) == []
+    assert rules_counts(granted.rules)["total"] == 1
     # The next file of the changes-only activation removes her by pseudonymous id only.
     run = activation_run(activation)
     secret = activation.destination.secret
