@@ -50,6 +50,8 @@ from profiles.models import (
 
 ORDER_COMPLETED = "Order Completed"
 ORDER_REFUNDED = "Order Refunded"
+# The events loyalty earns on or reverses: ingest paths call the hook for these only.
+LOYALTY_EVENT_NAMES = (ORDER_COMPLETED, ORDER_REFUNDED)
 LOYALTY_SOURCE_NAME = "Loyalty programs"
 CHUNK = 2000
 
@@ -975,7 +977,7 @@ def _program_earn(program, event_ids, at, evaluate_tiers) -> dict[str, int]:
     ).values("profile_id")
     events = Event.objects.filter(
         type=Event.Type.TRACK,
-        name__in=[ORDER_COMPLETED, ORDER_REFUNDED],
+        name__in=LOYALTY_EVENT_NAMES,
         profile_id__in=member_profiles,
     ).exclude(Exists(LoyaltyActivity.objects.filter(program=program, event=OuterRef("pk"))))
     if event_ids is not None:
@@ -1593,12 +1595,19 @@ def loyalty_job_execute(*, run: LoyaltyJobRun, at: datetime | None = None) -> Lo
     return run
 
 
-def loyalty_events_ingested(*, event_ids: list[int]) -> None:
-    """The hook for the tracking pipeline: earn for just-ingested events after commit.
+def loyalty_events_ingested(*, event_ids: Iterable[int]) -> None:
+    """The hook for ingest paths: earn for just-stored order events after commit.
 
-    Cheap when no program exists (one query). Queued, so an ingest never waits for loyalty
-    and a loyalty failure never rolls back an ingest; the scheduled earning job catches up
-    on anything this misses.
+    Called by the tracking API (``services/tracking.py``) and the Shopify orders import
+    (``services/orders.py``) inside their write transaction. ``event_ids`` may be a lazy
+    queryset (``values_list("pk", flat=True)``): it is evaluated only when an active program
+    exists, so an ingest pays one cheap query when there is none. Queued on commit (discarded
+    with a rolled-back ingest), so an ingest never waits for loyalty and a loyalty failure
+    never rolls back an ingest; the scheduled earning job catches up on anything this misses
+    (e.g. events of a person who becomes a member later).
     """
-    if event_ids and LoyaltyProgram.objects.filter(is_active=True).exists():
-        job_enqueue("profiles.loyalty_tasks.loyalty_events_earn", list(event_ids))
+    if not LoyaltyProgram.objects.filter(is_active=True).exists():
+        return
+    ids = list(event_ids)
+    if ids:
+        job_enqueue("profiles.loyalty_tasks.loyalty_events_earn", ids)
