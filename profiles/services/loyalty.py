@@ -31,6 +31,7 @@ from cdp.audit import audit_record
 from cdp.jobs import job_enqueue
 from cdp.models import AuditEvent
 from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
+from profiles.loyalty_selectors import loyalty_member_audit_targets, loyalty_members_of_profiles
 from profiles.models import (
     DataSource,
     Event,
@@ -1532,13 +1533,36 @@ def loyalty_profile_erase(*, profile_id: int, actor=None) -> dict[str, int]:
     LoyaltyMember.objects.filter(pk__in=ids).update(merged_into=None)
     LoyaltyMember.objects.filter(pk__in=ids).delete()
     keys = [f"{slug}:{number}" for _id, slug, number in members]
-    counts["source_records"], _ = SourceRecord.objects.filter(
+    _total, deleted = SourceRecord.objects.filter(
         source__name=LOYALTY_SOURCE_NAME, external_key__in=keys
-    ).delete()
+    ).delete()  # with their member-number identities (CASCADE)
+    counts["source_records"] = deleted.get(SourceRecord._meta.label, 0)
     audit_record(
         actor=actor, action="loyalty.profile.erase", target=f"profile:{profile_id}", details=counts
     )
     return counts
+
+
+@transaction.atomic
+def loyalty_profiles_erase(*, profile_ids: list[int], actor=None) -> dict[str, int]:
+    """Erasure of a data subject (the consent app's loyalty handler): every loyalty record of
+    these profiles, via ``loyalty_profile_erase`` per profile (a person has one or a few).
+
+    The audit rows about the memberships keep their action and date only. Must run before the
+    profiles themselves are deleted (``LoyaltyMember.profile`` is PROTECT). Counts are prefixed
+    ``loyalty_`` so they sit beside other handlers' counts on the request run.
+    """
+    member_ids = list(
+        loyalty_members_of_profiles(profile_ids=profile_ids).values_list("id", flat=True)
+    )
+    totals: dict[str, int] = defaultdict(int)
+    totals["loyalty_audit_scrubbed"] = AuditEvent.objects.filter(
+        target__in=loyalty_member_audit_targets(member_ids)
+    ).update(details={"erased": True})
+    for profile_id in profile_ids:
+        for key, value in loyalty_profile_erase(profile_id=profile_id, actor=actor).items():
+            totals[f"loyalty_{key}"] += value
+    return dict(totals)
 
 
 # --- jobs --------------------------------------------------------------------------------------
