@@ -9,6 +9,7 @@ class ProfilesConfig(AppConfig):
 
     def ready(self) -> None:
         _loyalty_merge_participant_register()
+        _loyalty_subject_data_register()
 
 
 def _loyalty_merge_participant_register() -> None:
@@ -28,4 +29,32 @@ def _loyalty_merge_participant_register() -> None:
         on_unmerge=lambda data, survivor_id, restored_ids: loyalty.loyalty_profile_unmerged(
             survivor_id=survivor_id, restored_ids=restored_ids
         ),
+    )
+
+
+def _loyalty_subject_data_register() -> None:
+    """Data-subject requests reach loyalty (docs/loyalty.md, docs/privacy.md).
+
+    Access exports the person's memberships, ledger, handled order events, tier changes and
+    the audit rows about them; erasure deletes them with ``loyalty_profiles_erase``. Order 80:
+    before the ``profiles`` handler (90), which deletes the profiles a membership protects,
+    and the member-number source records go with the memberships.
+    """
+    from consent.registry import SubjectDataHandler, register
+    from profiles.loyalty_selectors import loyalty_profiles_export
+    from profiles.services import loyalty
+
+    register(
+        SubjectDataHandler(
+            name="loyalty",
+            models=(
+                "profiles.LoyaltyMember",
+                "profiles.LoyaltyLedgerEntry",
+                "profiles.LoyaltyActivity",
+                "profiles.LoyaltyTierChange",
+            ),
+            collect=lambda subject: loyalty_profiles_export(profile_ids=subject.profile_ids),
+            erase=lambda subject: loyalty.loyalty_profiles_erase(profile_ids=subject.profile_ids),
+            order=80,
+        )
     )

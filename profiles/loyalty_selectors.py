@@ -9,7 +9,9 @@ from decimal import Decimal
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
+from cdp.models import AuditEvent
 from profiles.models import (
+    LoyaltyActivity,
     LoyaltyLedgerEntry,
     LoyaltyMember,
     LoyaltyTier,
@@ -92,6 +94,108 @@ def loyalty_summary(profile: Profile) -> list[dict]:
             }
         )
     return summary
+
+
+# --- privacy: the access export ----------------------------------------------------------------
+
+
+def loyalty_members_of_profiles(*, profile_ids: list[int]) -> QuerySet[LoyaltyMember]:
+    """Every membership of these profiles, also those merged into one of them."""
+    return LoyaltyMember.objects.filter(
+        Q(profile_id__in=profile_ids) | Q(merged_into__profile_id__in=profile_ids)
+    )
+
+
+def loyalty_profiles_export(*, profile_ids: list[int]) -> dict[str, list[dict]]:
+    """What loyalty holds about these profiles, as tables of plain rows (the access export).
+
+    Memberships, their whole ledger, the order events handled for them, their tier changes and
+    the audit rows about the memberships. A transfer names the other member by id only.
+    A fixed number of queries whatever the number of rows.
+    """
+    members = loyalty_members_of_profiles(profile_ids=profile_ids)
+    member_ids = list(members.values_list("id", flat=True))
+    return {
+        "loyalty_memberships": list(
+            members.order_by("enrolled_at", "id").values(
+                "id",
+                "program__name",
+                "member_number",
+                "status",
+                "merged_into_id",
+                "profile_id",
+                "origin_profile_id",
+                "enrolled_at",
+                "tier__name",
+                "tier_valid_until",
+                "points_balance",
+                "qualifying_points",
+                "spend_in_period",
+            )
+        ),
+        "loyalty_ledger": list(
+            LoyaltyLedgerEntry.objects.filter(member_id__in=member_ids)
+            .order_by("occurred_at", "id")
+            .values(
+                "id",
+                "member_id",
+                "kind",
+                "currency",
+                "points",
+                "remaining",
+                "occurred_at",
+                "expires_at",
+                "rule__name",
+                "event_id",
+                "order_id",
+                "lot_id",
+                "counterpart_id",
+                "reason",
+                "created_at",
+            )
+        ),
+        "loyalty_activities": list(
+            LoyaltyActivity.objects.filter(member_id__in=member_ids)
+            .order_by("occurred_at", "id")
+            .values(
+                "id",
+                "member_id",
+                "program__name",
+                "event_id",
+                "kind",
+                "order_id",
+                "amount",
+                "order_total",
+                "note",
+                "occurred_at",
+            )
+        ),
+        "loyalty_tier_changes": list(
+            LoyaltyTierChange.objects.filter(member_id__in=member_ids)
+            .order_by("changed_at", "id")
+            .values(
+                "id",
+                "member_id",
+                "from_tier__name",
+                "to_tier__name",
+                "reason",
+                "qualifying_points",
+                "spend",
+                "changed_at",
+            )
+        ),
+        "loyalty_audit_log": list(
+            AuditEvent.objects.filter(target__in=loyalty_member_audit_targets(member_ids))
+            .order_by("created_at", "id")
+            .values("id", "action", "target", "details", "created_at")
+        ),
+    }
+
+
+def loyalty_member_audit_targets(member_ids: list[int]) -> list[str]:
+    """The audit targets of these members (``audit_record(target=member)``)."""
+    label = LoyaltyMember._meta.label_lower
+    return [f"{label}:{pk}" for pk in member_ids]
 
 
 # --- segments: until the segment registry lands on main (see docs/loyalty.md) ------------------

@@ -31,6 +31,7 @@ from cdp.audit import audit_record
 from cdp.jobs import job_enqueue
 from cdp.models import AuditEvent
 from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
+from profiles.loyalty_selectors import loyalty_member_audit_targets, loyalty_members_of_profiles
 from profiles.models import (
     DataSource,
     Event,
@@ -50,6 +51,8 @@ from profiles.models import (
 
 ORDER_COMPLETED = "Order Completed"
 ORDER_REFUNDED = "Order Refunded"
+# The events loyalty earns on or reverses: ingest paths call the hook for these only.
+LOYALTY_EVENT_NAMES = (ORDER_COMPLETED, ORDER_REFUNDED)
 LOYALTY_SOURCE_NAME = "Loyalty programs"
 CHUNK = 2000
 
@@ -975,7 +978,7 @@ def _program_earn(program, event_ids, at, evaluate_tiers) -> dict[str, int]:
     ).values("profile_id")
     events = Event.objects.filter(
         type=Event.Type.TRACK,
-        name__in=[ORDER_COMPLETED, ORDER_REFUNDED],
+        name__in=LOYALTY_EVENT_NAMES,
         profile_id__in=member_profiles,
     ).exclude(Exists(LoyaltyActivity.objects.filter(program=program, event=OuterRef("pk"))))
     if event_ids is not None:
@@ -1530,13 +1533,36 @@ def loyalty_profile_erase(*, profile_id: int, actor=None) -> dict[str, int]:
     LoyaltyMember.objects.filter(pk__in=ids).update(merged_into=None)
     LoyaltyMember.objects.filter(pk__in=ids).delete()
     keys = [f"{slug}:{number}" for _id, slug, number in members]
-    counts["source_records"], _ = SourceRecord.objects.filter(
+    _total, deleted = SourceRecord.objects.filter(
         source__name=LOYALTY_SOURCE_NAME, external_key__in=keys
-    ).delete()
+    ).delete()  # with their member-number identities (CASCADE)
+    counts["source_records"] = deleted.get(SourceRecord._meta.label, 0)
     audit_record(
         actor=actor, action="loyalty.profile.erase", target=f"profile:{profile_id}", details=counts
     )
     return counts
+
+
+@transaction.atomic
+def loyalty_profiles_erase(*, profile_ids: list[int], actor=None) -> dict[str, int]:
+    """Erasure of a data subject (the consent app's loyalty handler): every loyalty record of
+    these profiles, via ``loyalty_profile_erase`` per profile (a person has one or a few).
+
+    The audit rows about the memberships keep their action and date only. Must run before the
+    profiles themselves are deleted (``LoyaltyMember.profile`` is PROTECT). Counts are prefixed
+    ``loyalty_`` so they sit beside other handlers' counts on the request run.
+    """
+    member_ids = list(
+        loyalty_members_of_profiles(profile_ids=profile_ids).values_list("id", flat=True)
+    )
+    totals: dict[str, int] = defaultdict(int)
+    totals["loyalty_audit_scrubbed"] = AuditEvent.objects.filter(
+        target__in=loyalty_member_audit_targets(member_ids)
+    ).update(details={"erased": True})
+    for profile_id in profile_ids:
+        for key, value in loyalty_profile_erase(profile_id=profile_id, actor=actor).items():
+            totals[f"loyalty_{key}"] += value
+    return dict(totals)
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -1593,12 +1619,19 @@ def loyalty_job_execute(*, run: LoyaltyJobRun, at: datetime | None = None) -> Lo
     return run
 
 
-def loyalty_events_ingested(*, event_ids: list[int]) -> None:
-    """The hook for the tracking pipeline: earn for just-ingested events after commit.
+def loyalty_events_ingested(*, event_ids: Iterable[int]) -> None:
+    """The hook for ingest paths: earn for just-stored order events after commit.
 
-    Cheap when no program exists (one query). Queued, so an ingest never waits for loyalty
-    and a loyalty failure never rolls back an ingest; the scheduled earning job catches up
-    on anything this misses.
+    Called by the tracking API (``services/tracking.py``) and the Shopify orders import
+    (``services/orders.py``) inside their write transaction. ``event_ids`` may be a lazy
+    queryset (``values_list("pk", flat=True)``): it is evaluated only when an active program
+    exists, so an ingest pays one cheap query when there is none. Queued on commit (discarded
+    with a rolled-back ingest), so an ingest never waits for loyalty and a loyalty failure
+    never rolls back an ingest; the scheduled earning job catches up on anything this misses
+    (e.g. events of a person who becomes a member later).
     """
-    if event_ids and LoyaltyProgram.objects.filter(is_active=True).exists():
-        job_enqueue("profiles.loyalty_tasks.loyalty_events_earn", list(event_ids))
+    if not LoyaltyProgram.objects.filter(is_active=True).exists():
+        return
+    ids = list(event_ids)
+    if ids:
+        job_enqueue("profiles.loyalty_tasks.loyalty_events_earn", ids)

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from cdp.normalize import IdentifierTypes, InvalidValue, clean_text, identifier_key
 from profiles.models import DataSource, Event, ImportRun, RawRecord
+from profiles.services.loyalty import loyalty_events_ingested
 from profiles.services.mapping import MappedIdentity, MappedRecord, stable_hash
 from profiles.services.records import source_records_upsert
 from profiles.services.resolution import profiles_resolve
@@ -447,6 +448,14 @@ def _events_upsert(source: DataSource, mapped: list, record_ids: dict[str, int])
         unique_fields=["source", "message_id"],
         update_fields=["properties", "timestamp", "source_record", "profile", "raw_record"],
     )
+    if changed:
+        # Loyalty earns on new orders and refunds after commit (an order already earned on
+        # is not earned again when a later export changes it).
+        loyalty_events_ingested(
+            event_ids=Event.objects.filter(
+                source=source, message_id__in=[e.message_id for e in changed]
+            ).values_list("pk", flat=True)
+        )
     return counts
 
 

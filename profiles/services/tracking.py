@@ -28,6 +28,7 @@ from consent.services.consent import consent_gpc_record
 from consent.services.suppression import identity_keys, suppression_check
 from profiles.constants import CANONICAL_ATTRIBUTES, AttributeType
 from profiles.models import DataSource, Event, Identity, RawRecord, SourceRecord
+from profiles.services.loyalty import LOYALTY_EVENT_NAMES, loyalty_events_ingested
 from profiles.services.mapping import convert_value, parse_iso_date, stable_hash
 from profiles.services.resolution import profiles_resolve
 
@@ -389,6 +390,16 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
         ignore_conflicts=True,
     )
     profiles_resolve(source_record_ids=list(record_ids.values()))
+    # Loyalty earns on orders after commit; no query at all for batches without orders.
+    orders = [
+        e.message_id for _, e in events if e.type == "track" and e.name in LOYALTY_EVENT_NAMES
+    ]
+    if orders:
+        loyalty_events_ingested(
+            event_ids=Event.objects.filter(source=source, message_id__in=orders).values_list(
+                "pk", flat=True
+            )
+        )
     for message_id, raw in raws.items():
         raw.status = RawRecord.Status.ACCEPTED
         raw.error = "; ".join(notes.get(message_id) or [])
