@@ -9,7 +9,8 @@ of foreign keys to a person's tables does not reach it; this handler does:
   and a hash of what was sent, and the next run needs them to send the destination a removal
   notice carrying only that pseudonymous id. Work-list items not yet sent are deleted (a retried
   run would not send the person); items already delivered and removals are kept, so the
-  snapshot still learns what the destination holds.
+  snapshot still learns what the destination holds. Export files of the activations that sent
+  the person are deleted whole (the runs keep their counts).
 - after an erasure, one audit row per activation that holds the person records the deletion
   notice it owes (sent by its next run; a full file export simply leaves the person out).
 """
@@ -27,6 +28,7 @@ from activation.models import (
     Destination,
     RunItem,
 )
+from activation.services.files import resolve_export
 from cdp.audit import audit_record_many
 
 
@@ -80,7 +82,25 @@ def activation_subject_erase(subject) -> dict[str, int]:
         action=Action.REMOVE
     )
     deleted, _ = items.exclude(pk__in=_delivered(items).values("pk")).delete()
-    return {"activation_pending_items": deleted}
+    return {"activation_pending_items": deleted, "activation_export_files": _files_erase(subject)}
+
+
+def _files_erase(subject) -> int:
+    """Delete the export files of every activation that sent the person, whole.
+
+    A file is a copy its destination has had the chance to pick up; editing one in place is
+    not safe, and keeping it would leave the person downloadable from the admin. The runs keep
+    their counts and history; their download link says the file is gone.
+    """
+    holding = _members(subject).values("activation_id")
+    runs = ActivationRun.objects.filter(activation_id__in=holding).exclude(file="")
+    files = list(runs.values_list("pk", "file"))
+    for _pk, relative in files:
+        path = resolve_export(relative)
+        if path is not None:
+            path.unlink(missing_ok=True)
+    ActivationRun.objects.filter(pk__in=[pk for pk, _ in files]).update(file="")
+    return len(files)
 
 
 def activation_erasure_notices(*, subject, request) -> int:

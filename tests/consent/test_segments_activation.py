@@ -8,6 +8,7 @@ import json
 
 from activation.db import pseudonymous_id
 from activation.models import Activation, ActivationMember, Destination, RunItem
+from activation.services.files import resolve_export
 from activation.services.runs import activation_run_create, activation_run_retry
 from cdp.models import AuditEvent
 from consent.services.requests import request_run
@@ -119,10 +120,19 @@ def test_erasure_then_a_changes_only_run_sends_a_removal_with_only_the_pseudonym
     activation = sent_by_activation["activation"]
     pseudo = pseudonymous_id(activation.destination.secret, lena.pk)
 
+    earlier = sent_by_activation["run"]
+    earlier_file = resolve_export(earlier.file)
+    assert earlier_file is not None and "lena.vogt@example.de" in earlier_file.read_text()
+
     run = request_run(request=make_request(type="erasure"), actor=officer, sync=True)
 
     assert run.status == "succeeded"
     assert run.counts["segment_memberships"] == 1
+    # The file that sent her is gone from the export storage; its run keeps its counts.
+    assert run.counts["activation_export_files"] == 1
+    assert not earlier_file.exists()
+    earlier.refresh_from_db()
+    assert (earlier.file, earlier.sent_count) == ("", 2)
     # The snapshot row stays: it carries only the pseudonymous id and a hash.
     kept = ActivationMember.objects.get(activation=activation, profile_id=lena.pk)
     assert kept.pseudo_id == pseudo
