@@ -3,8 +3,7 @@
 Keys: ``insight:<name>`` for the built-in insights (``insight:predicted_clv``,
 ``insight:rfm_group``...) and ``insight:custom:<key>`` for custom insights. Each condition is an
 EXISTS over the profile's ProfileInsight row, so a profile without insights never matches a
-positive condition. Written against the registry API of the segments branch (issue 5); it is
-imported only by that registry, so nothing loads it before the segments app is merged.
+positive condition. Only the registry imports this module.
 """
 
 from __future__ import annotations

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 
 from django.db.models import Max, QuerySet
 
+from consent.models import ConsentRecord
 from insights import charts
 from insights.models import InsightMetric, InsightRun, ProfileInsight, RfmGroup
-from insights.services.metrics import optional_model
+from profiles.loyalty_selectors import loyalty_summary
+from profiles.models import Event, Identity, MergeLog, SourceRecord
+from segments.models import SegmentMembership
 
 DASHBOARDS = {
     "overview": "Overview",
@@ -114,7 +117,7 @@ def _build_identity(board: Dashboard, m) -> None:
         ("Source records", _number(records)),
         ("Profiles", _number(profiles)),
         ("Consolidation rate", f"{rate:.1%}" if rate is not None else "–"),
-        ("Review queue", _number(pending) if "available.suggestions" in m else "–"),
+        ("Review queue", _number(pending) if pending is not None else "–"),
     ]
     merges = _sorted_items(m.get("merges.by_day", {}))
     board.charts.append(
@@ -122,15 +125,12 @@ def _build_identity(board: Dashboard, m) -> None:
             "Merges per day", [d for d, _ in merges], [v for _, v in merges], y_title="merges"
         )
     )
-    if "available.suggestions" in m:
-        items = _sorted_items(m["suggestions.by_status"])
-        board.charts.append(
-            charts.bar_chart(
-                "Merge suggestions by status", [k for k, _ in items], [v for _, v in items]
-            )
+    items = _sorted_items(m.get("suggestions.by_status", {}))
+    board.charts.append(
+        charts.bar_chart(
+            "Merge suggestions by status", [k for k, _ in items], [v for _, v in items]
         )
-    else:
-        board.notes.append("Merge suggestions are not available in this installation.")
+    )
     types = _sorted_items(m.get("identities.by_type", {}), by_value=True)
     board.charts.append(
         charts.bar_chart("Identities by type", [k for k, _ in types], [v for _, v in types])
@@ -138,12 +138,6 @@ def _build_identity(board: Dashboard, m) -> None:
 
 
 def _build_segments(board: Dashboard, m) -> None:
-    if "available.segments" not in m:
-        board.notes.append(
-            "Segment sizes over time appear here once the segments app records refresh history "
-            "(segments.SegmentRefresh)."
-        )
-        return
     sizes: dict[str, dict[str, float]] = defaultdict(dict)
     for key, value in m.get("segments.size", {}).items():
         day, name = key.split("|", 1)
@@ -162,11 +156,6 @@ def _build_segments(board: Dashboard, m) -> None:
 
 
 def _build_consent(board: Dashboard, m) -> None:
-    if "available.consent" not in m:
-        board.notes.append(
-            "Opt-in rates appear here once the consent app records consent (consent.ConsentRecord)."
-        )
-        return
     by_purpose: dict[str, dict[str, float]] = defaultdict(dict)
     for key, value in m.get("consent.current", {}).items():
         purpose, status = key.split("|", 1)
@@ -190,12 +179,6 @@ def _build_consent(board: Dashboard, m) -> None:
 
 
 def _build_privacy(board: Dashboard, m) -> None:
-    if "available.privacy" not in m:
-        board.notes.append(
-            "Data-subject requests appear here once the consent app records them "
-            "(consent.DataSubjectRequest)."
-        )
-        return
     deadlines = _sorted_items(m.get("privacy.open_by_deadline", {}))
     board.tiles = [
         ("Open requests", _number(sum(v for _, v in deadlines))),
@@ -274,25 +257,17 @@ class Profile360:
     events: list
     more_events: bool
     page: int
-    sections: dict[str, object]  # optional apps: consent, segments, loyalty -> rows or a note
+    sections: dict[str, list]  # consent records, segment memberships, loyalty cards
 
 
-def _optional_rows(label: str, profile_id: int, order_by: str, related=(), limit: int = 100):
-    model = optional_model(label)
-    if model is None:
-        return None
-    rows = model.objects.filter(profile_id=profile_id).select_related(*related)
-    return list(rows.order_by(order_by, "-pk")[:limit])
-
-
-def _consent_history(profile_id: int) -> list | None:
+def _consent_history(profile_id: int, limit: int = 100) -> list:
     """Consent records, newest first; the newest of each purpose x channel is the current state
     (``is_current``), the rest is its history."""
-    rows = _optional_rows(
-        "consent.ConsentRecord", profile_id, "-captured_at", ("purpose", "channel")
+    rows = list(
+        ConsentRecord.objects.filter(profile_id=profile_id)
+        .select_related("purpose", "channel")
+        .order_by("-captured_at", "-pk")[:limit]
     )
-    if rows is None:
-        return None
     seen = set()
     for row in rows:
         key = (row.purpose_id, row.channel_id)
@@ -301,18 +276,12 @@ def _consent_history(profile_id: int) -> list | None:
     return rows
 
 
-def profile_360_loyalty(profile) -> list[dict] | None:
-    """The loyalty hook of the 360 page: one card per membership, or None without loyalty.
-
-    Loyalty (issue 9) is built on its own branch; its ``profiles.loyalty_selectors.
-    loyalty_summary(profile)`` returns the cards (program, member_number, tier, points_balance,
-    next_tier, ...). Until that module is merged the page says loyalty is not available.
-    """
-    try:
-        from profiles.loyalty_selectors import loyalty_summary
-    except ImportError:
-        return None
-    return loyalty_summary(profile)
+def _segment_memberships(profile_id: int, limit: int = 100) -> list:
+    return list(
+        SegmentMembership.objects.filter(profile_id=profile_id)
+        .select_related("segment")
+        .order_by("-entered_at", "-pk")[:limit]
+    )
 
 
 def profile_360_get(*, profile, page: int = 1, limit: int = 100):
@@ -321,8 +290,6 @@ def profile_360_get(*, profile, page: int = 1, limit: int = 100):
     Events of every merged record are on the survivor (merges move them), so the timeline
     shows the whole person; each event names the source record it came through.
     """
-    from profiles.models import Event, Identity, MergeLog, SourceRecord
-
     records = list(
         SourceRecord.objects.filter(profile=profile).select_related("source").order_by("id")
     )
@@ -346,10 +313,8 @@ def profile_360_get(*, profile, page: int = 1, limit: int = 100):
     merges = list(MergeLog.objects.filter(survivor=profile).order_by("-created_at")[:50])
     sections = {
         "consent": _consent_history(profile.pk),
-        "segments": _optional_rows(
-            "segments.SegmentMembership", profile.pk, "-entered_at", ("segment",)
-        ),
-        "loyalty": profile_360_loyalty(profile),
+        "segments": _segment_memberships(profile.pk),
+        "loyalty": loyalty_summary(profile),
     }
     return Profile360(
         profile=profile,

@@ -198,7 +198,7 @@ def loyalty_member_audit_targets(member_ids: list[int]) -> list[str]:
     return [f"{label}:{pk}" for pk in member_ids]
 
 
-# --- segments: until the segment registry lands on main (see docs/loyalty.md) ------------------
+# --- the segment conditions as plain Q objects, outside the builder (see docs/loyalty.md) ------
 
 
 def loyalty_member_condition(*, program_id: int | None = None, **lookups) -> Q:

@@ -1,11 +1,10 @@
 """Loyalty fields of the segment registry: tier, points balance, qualifying points, spend.
 
-Discovered by ``segments.registry.registry_build`` (issue 5, on main), which imports
-``<app>/segment_fields`` for every installed app; nothing imports it where segments has no
-registry. A condition holds when the profile has an *active* membership (in any program) whose
-value matches; a profile without one never matches a positive condition (a missing balance is
-not 0), and members merged into another member are never looked at (the head holds the
-group's tier and balance).
+Discovered by ``segments.registry.registry_build``, which imports ``<app>/segment_fields`` for
+every installed app. A condition holds when the profile has an *active* membership (in any
+program) whose value matches; a profile without one never matches a positive condition (a
+missing balance is not 0), and members merged into another member are never looked at (the
+head holds the group's tier and balance).
 """
 
 from __future__ import annotations

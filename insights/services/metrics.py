@@ -1,38 +1,36 @@
 """Materialising the dashboards' numbers: a handful of GROUP BY queries, one small table.
 
 Each insight run ends with ``dashboard_metrics_refresh``; dashboards read only InsightMetric, so
-they cost the same with a thousand profiles or ten million. Apps that are not merged yet
-(segments history, consent, data-subject requests) are read when their models exist and are
-skipped otherwise; their dashboards then say so.
+they cost the same with a thousand profiles or ten million. Segment refresh history, consent
+and data-subject requests are read from their apps' tables; with no rows there the dashboards
+draw empty charts.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
-from django.apps import apps
-from django.core.exceptions import FieldError
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from consent.models import ConsentRecord, DataSubjectRequest, RequestStatus
 from insights.models import InsightMetric, ProfileInsight
 from insights.services.compute import workspace_tz
-
-logger = logging.getLogger(__name__)
+from profiles.models import (
+    DataSource,
+    Event,
+    Identity,
+    MergeLog,
+    MergeSuggestion,
+    Profile,
+    SourceRecord,
+)
+from segments.models import SegmentRefresh
 
 # Upper bounds of the predicted-CLV histogram buckets (workspace currency).
 CLV_BUCKETS = [0, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]
-
-
-def optional_model(label: str):
-    """A model of an app that may not be merged yet, or None."""
-    try:
-        return apps.get_model(label)
-    except LookupError:
-        return None
 
 
 def clv_bucket_label(index: int) -> str:
@@ -51,8 +49,6 @@ def _clv_bucket_case():
 
 
 def _profiles_metrics(put) -> None:
-    from profiles.models import DataSource, Event, Identity, Profile, SourceRecord
-
     tz = workspace_tz()
     put("total.profiles", "", Profile.objects.count())
     put("total.source_records", "", SourceRecord.objects.count())
@@ -80,8 +76,6 @@ def _profiles_metrics(put) -> None:
 
 
 def _identity_metrics(put) -> None:
-    from profiles.models import MergeLog
-
     tz = workspace_tz()
     for row in (
         MergeLog.objects.annotate(day=TruncDate("created_at", tzinfo=tz))
@@ -90,12 +84,9 @@ def _identity_metrics(put) -> None:
         .order_by()
     ):
         put("merges.by_day", row["day"].isoformat(), row["n"])
-    suggestion = optional_model("profiles.MergeSuggestion")
-    if suggestion is not None:
-        put("available.suggestions", "", 1)
-        put("suggestions.by_status", "pending", 0)
-        for row in suggestion.objects.values("status").annotate(n=Count("id")).order_by():
-            put("suggestions.by_status", row["status"], row["n"])
+    put("suggestions.by_status", "pending", 0)
+    for row in MergeSuggestion.objects.values("status").annotate(n=Count("id")).order_by():
+        put("suggestions.by_status", row["status"], row["n"])
 
 
 def _value_metrics(put) -> None:
@@ -125,14 +116,12 @@ def _value_metrics(put) -> None:
 
 
 def _segment_metrics(put) -> None:
-    refresh = optional_model("segments.SegmentRefresh")
-    if refresh is None:
-        return
-    put("available.segments", "", 1)
     since = timezone.now() - timedelta(days=90)
     tz = workspace_tz()
     for row in (
-        refresh.objects.filter(status="succeeded", finished_at__gte=since, size__isnull=False)
+        SegmentRefresh.objects.filter(
+            status=SegmentRefresh.Status.SUCCEEDED, finished_at__gte=since, size__isnull=False
+        )
         .annotate(day=TruncDate("finished_at", tzinfo=tz))
         .values("segment__name", "day")
         .annotate(size=Sum("size"), n=Count("id"))
@@ -147,31 +136,25 @@ def _segment_metrics(put) -> None:
 
 
 def _consent_metrics(put) -> None:
-    record = optional_model("consent.ConsentRecord")
-    if record is None:
-        return
-    put("available.consent", "", 1)
     # The current state of each (profile, purpose, channel) is its latest record.
-    newer = record.objects.filter(
+    newer = ConsentRecord.objects.filter(
         profile_id=OuterRef("profile_id"),
         purpose_id=OuterRef("purpose_id"),
         channel_id=OuterRef("channel_id"),
         captured_at__gt=OuterRef("captured_at"),
     )
-    current = record.objects.filter(~Exists(newer))
+    current = ConsentRecord.objects.filter(~Exists(newer))
     for row in current.values("purpose__name", "status").annotate(n=Count("id")).order_by():
         put("consent.current", f"{row['purpose__name']}|{row['status']}", row["n"])
 
 
 def _privacy_metrics(put) -> None:
-    request = optional_model("consent.DataSubjectRequest")
-    if request is None:
-        return
-    put("available.privacy", "", 1)
     today = timezone.now().astimezone(workspace_tz()).date()
-    for row in request.objects.values("status").annotate(n=Count("id")).order_by():
+    for row in DataSubjectRequest.objects.values("status").annotate(n=Count("id")).order_by():
         put("privacy.by_status", row["status"], row["n"])
-    open_requests = request.objects.exclude(status__in=["completed", "rejected"])
+    open_requests = DataSubjectRequest.objects.exclude(
+        status__in=[RequestStatus.COMPLETED, RequestStatus.REJECTED]
+    )
     windows = [
         ("1 overdue", {"due_date__lt": today}),
         ("2 due in 7 days", {"due_date__gte": today, "due_date__lte": today + timedelta(days=7)}),
@@ -195,14 +178,15 @@ def dashboard_metrics_refresh() -> int:
     def put(metric: str, bucket: str, value) -> None:
         values[(metric, str(bucket)[:200])] = float(value)
 
-    for part in (_profiles_metrics, _identity_metrics, _value_metrics):
+    for part in (
+        _profiles_metrics,
+        _identity_metrics,
+        _value_metrics,
+        _segment_metrics,
+        _consent_metrics,
+        _privacy_metrics,
+    ):
         part(put)
-    for part in (_segment_metrics, _consent_metrics, _privacy_metrics):
-        try:
-            with transaction.atomic():
-                part(put)
-        except (FieldError, DatabaseError) as exc:  # another app's schema changed: say so
-            logger.warning("Dashboard metrics %s skipped: %s", part.__name__, exc)
     now = timezone.now()
     with transaction.atomic():
         InsightMetric.objects.all().delete()

@@ -1,8 +1,7 @@
-"""Insights as fields of the segment registry (issue 5), through the real rule compiler.
+"""Insights as fields of the segment registry, through the real rule compiler.
 
-``insights/segment_fields.py`` is discovered by ``segments.registry`` once the segments app is
-merged; on a branch without it these tests are skipped (``test_custom.py`` covers the same
-conditions through ``insights.fields.insight_condition_profile_ids``).
+``insights/segment_fields.py`` is discovered by ``segments.registry`` (``test_custom.py`` covers
+the same conditions through ``insights.fields.insight_condition_profile_ids``).
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import pytest
 
 from insights.models import CustomInsight, InsightRun, ProfileInsight
 from insights.services.runs import insight_run_create
-
-pytest.importorskip("segments.registry", reason="the segments app (issue 5) is not merged")
+from segments.registry import get_registry, registry_reset
+from segments.selectors import rules_profiles
 
 
 def F(field, operator, value=None):
@@ -32,8 +31,6 @@ def AND(*children, negate=False):
 def people(send, profile_of):
     """ann: CLV 650, At risk, 3 shoe views; bob: CLV 900, Loyal; cy: CLV 120, At risk;
     dee: no insight row at all (never computed)."""
-    from segments.registry import registry_reset
-
     registry_reset()
     CustomInsight.objects.create(
         name="Shoe views", key="shoe_views", aggregate="count", event_name="Product Viewed"
@@ -55,8 +52,6 @@ def people(send, profile_of):
 
 
 def members(rules, people) -> set[str]:
-    from segments.selectors import rules_profiles
-
     names = {pk: user for user, pk in people.items()}
     return {names[pk] for pk in rules_profiles(rules).values_list("pk", flat=True)}
 
@@ -83,8 +78,6 @@ def test_negation_and_missing_insights(people):
 
 
 def test_custom_insight_field(people):
-    from segments.registry import get_registry
-
     assert get_registry().field("insight:custom:shoe_views").type == "number"
     rules = AND(F("insight:custom:shoe_views", "greater_or_equal", 2))
     assert members(rules, people) == {"ann"}

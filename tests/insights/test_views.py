@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
+from django.utils import timezone
 
+from consent.services.consent import consent_record
 from insights.models import InsightMetric, InsightRun
 from insights.selectors import DASHBOARDS
 from insights.services.runs import insight_run_create
 from profiles.models import MergeLog, Profile
+from profiles.services.loyalty import loyalty_member_enrol
+from segments.models import Segment, SegmentMembership
+from tests.profiles.loyalty_helpers import make_program
 
 
 @pytest.fixture
@@ -183,28 +188,20 @@ def test_a_marketer_defines_a_custom_insight_in_the_admin(client, staff, db):
     ]
 
 
-def _has_loyalty() -> bool:
-    try:
-        import profiles.loyalty_selectors  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(_has_loyalty(), reason="loyalty is merged: see the test below")
-def test_profile_360_says_when_loyalty_is_not_available(client, staff, merged_person):
+def test_profile_360_without_consent_segments_or_loyalty_says_so(client, staff, merged_person):
+    """A fresh install: no consent record, segment or loyalty program exists yet."""
     client.force_login(staff("Marketer"))
     response = client.get(reverse("admin:insights_profile_360", args=[merged_person.pk]))
-    assert response.context["view"].sections["loyalty"] is None
-    assert "Loyalty is not available in this installation yet." in response.content.decode()
+    assert response.status_code == 200
+    assert response.context["view"].sections == {"consent": [], "segments": [], "loyalty": []}
+    content = response.content.decode()
+    assert '<td colspan="6">No consent recorded.</td>' in content
+    assert "<li>In no segment.</li>" in content
+    assert '<td colspan="5">Not a member of any loyalty program.</td>' in content
 
 
-@pytest.mark.skipif(not _has_loyalty(), reason="loyalty (issue 9) is not merged on this branch")
 def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
-    """The hook ``insights.selectors.profile_360_loyalty`` shows loyalty_summary's cards."""
-    from profiles.services.loyalty import loyalty_member_enrol
-    from tests.profiles.loyalty_helpers import make_program
-
+    """The 360 page shows loyalty_summary's cards."""
     program = make_program(name="Club <Gold>")
     loyalty_member_enrol(program=program, profile=merged_person, member_number="CL-7")
     client.force_login(staff("Marketer"))
@@ -218,73 +215,85 @@ def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
 def test_profile_360_query_budget_segments_and_consent(
     client, staff, merged_person, django_assert_max_num_queries
 ):
-    """A fixed number of queries: 10, plus one per optional app merged (segments, consent,
-    loyalty), whatever the number of rows; with their rows when those apps exist."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from insights.services.metrics import optional_model
-
-    membership = optional_model("segments.SegmentMembership")
-    if membership is not None:
-        for name in ("Repeat buyers", "Mug <fans>"):
-            segment = optional_model("segments.Segment").objects.create(name=name)
-            membership.objects.create(segment=segment, profile=merged_person)
-    consent = optional_model("consent.ConsentRecord")
-    if consent is not None:
-        from consent.services.consent import consent_record
-
-        now = timezone.now()
-        for days_ago, purpose, status in (
-            (3, "email_marketing", "granted"),
-            (1, "email_marketing", "withdrawn"),
-            (2, "analytics", "granted"),
-        ):
-            consent_record(
-                profile=merged_person,
-                purpose=purpose,
-                channel="email",
-                status=status,
-                source="form",
-                captured_at=now - timedelta(days=days_ago),
-            )
+    """A fixed number of queries (13: consent, segments and loyalty take one each), whatever
+    the number of rows."""
+    for name in ("Repeat buyers", "Mug <fans>"):
+        segment = Segment.objects.create(name=name)
+        SegmentMembership.objects.create(segment=segment, profile=merged_person)
+    now = timezone.now()
+    for days_ago, purpose, status in (
+        (3, "email_marketing", "granted"),
+        (1, "email_marketing", "withdrawn"),
+        (2, "analytics", "granted"),
+    ):
+        consent_record(
+            profile=merged_person,
+            purpose=purpose,
+            channel="email",
+            status=status,
+            source="form",
+            captured_at=now - timedelta(days=days_ago),
+        )
     insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
     client.force_login(staff("Marketer"))
     url = reverse("admin:insights_profile_360", args=[merged_person.pk])
-    optional = [membership is not None, consent is not None, _has_loyalty()]
-    with django_assert_max_num_queries(10 + sum(optional)):
+    with django_assert_max_num_queries(13):
         response = client.get(url)
     content = response.content.decode()
     sections = response.context["view"].sections
-    if membership is None:
-        assert "Segments are not available in this installation yet." in content
-    else:
-        assert [str(m.segment) for m in sections["segments"]] == ["Mug <fans>", "Repeat buyers"]
-        assert "Mug &lt;fans&gt; (since" in content
-    if consent is None:
-        assert "Consent is not recorded in this installation yet." in content
-    else:
-        rows = [(r.purpose.key, r.status, r.is_current) for r in sections["consent"]]
-        assert rows == [
-            ("email_marketing", "withdrawn", True),
-            ("analytics", "granted", True),
-            ("email_marketing", "granted", False),
-        ]
+    assert [str(m.segment) for m in sections["segments"]] == ["Mug <fans>", "Repeat buyers"]
+    assert "Mug &lt;fans&gt; (since" in content
+    rows = [(r.purpose.key, r.status, r.is_current) for r in sections["consent"]]
+    assert rows == [
+        ("email_marketing", "withdrawn", True),
+        ("analytics", "granted", True),
+        ("email_marketing", "granted", False),
+    ]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("consent.services") is None,
-    reason="the consent app (issue 7) is not merged on this branch",
-)
+def test_segments_consent_and_privacy_dashboards_with_empty_tables(client, staff, merged_person):
+    """A fresh install: no segment refresh, consent record or request yet. The dashboards draw
+    their charts without data and count zero open requests, with no note about a missing app."""
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    client.force_login(staff("Marketer"))
+    shown = {}
+    for slug in ("segments", "consent", "privacy"):
+        response = client.get(reverse("admin:insights_dashboard", args=[slug]))
+        assert response.status_code == 200, slug
+        board = response.context["board"]
+        assert board.notes == [], slug
+        shown[slug] = (
+            board.tiles,
+            [
+                (fig["layout"]["title"]["text"], fig["data"])
+                for _, _, fig in response.context["charts"]
+            ],
+        )
+    segments_line = shown["segments"][1][0]
+    assert shown["segments"][0] == [("Segments with history", "0")]
+    assert segments_line[0] == "Segment sizes (last 90 days, 10 largest)"
+    assert list(segments_line[1]) == []
+    assert shown["consent"][0] == [("Purposes", "0")]
+    assert [title for title, _ in shown["consent"][1]] == [
+        "Opt-in rate by purpose (%)",
+        "Current consent by purpose",
+    ]
+    opt_in = shown["consent"][1][0][1]
+    assert [list(trace["x"]) for trace in opt_in] == [[]]
+    assert shown["privacy"][0] == [("Open requests", "0"), ("Overdue", "0")]
+    by_state, by_deadline = (data for _, data in shown["privacy"][1])
+    assert [list(trace["x"]) for trace in by_state] == [[]]
+    assert list(by_deadline[0]["x"]) == [
+        "overdue",
+        "due in 7 days",
+        "due in 8-30 days",
+        "due later",
+    ]
+    assert list(by_deadline[0]["y"]) == [0, 0, 0, 0]
+
+
 def test_consent_dashboard_opt_in_rate_from_current_state(client, staff, merged_person):
     """Two people: ann granted then withdrew e-mail marketing, bob granted it: 50% opt-in."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from consent.services.consent import consent_record
-
     bob = Profile.objects.create(first_name="Bob")
     now = timezone.now()
     for profile, days_ago, status in (

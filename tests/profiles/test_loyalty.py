@@ -40,11 +40,7 @@ from profiles.services.loyalty import (
     loyalty_tiers_evaluate,
     tier_decide,
 )
-
-try:  # issue 4's merge module (main); before it, resolution's merge
-    from profiles.services.merging import profiles_merge
-except ImportError:
-    from profiles.services.resolution import profiles_merge
+from profiles.services.merging import profile_unmerge, profiles_merge
 from profiles.services.tracking import tracking_messages_ingest
 from tests.profiles.loyalty_helpers import dt, make_profile, make_program, order, refund
 
@@ -538,7 +534,7 @@ def _merge(survivor: Profile, other: Profile) -> None:
 
 
 def _unmerge(survivor: Profile, other_id: int) -> None:
-    """Stand-in for issue 4's unmerge: restore the profile with its id, then loyalty."""
+    """Loyalty's side of an unmerge alone: restore the profile with its id, then call the hook."""
     Profile.objects.create(pk=other_id, first_name="restored")
     ProfileRedirect.objects.filter(old_id=other_id).delete()
     loyalty_profile_unmerged(survivor_id=survivor.pk, restored_ids=[other_id])
@@ -633,14 +629,13 @@ def test_profile_merge_combines_memberships_and_keeps_both_member_numbers(progra
 
 
 def test_steward_merge_and_unmerge_of_the_merge_module_carry_memberships(program):
-    """Issue 4's merge module (on main): loyalty takes part as a registered merge participant."""
-    merging = pytest.importorskip("profiles.services.merging", reason="issue 4's merge module")
+    """The steward merge and unmerge: loyalty takes part as a registered merge participant."""
     a, b = enrol(program, number="CL-A"), enrol(program, number="CL-B")
     loyalty_points_adjust(member=a, points=30, reason="a", at=dt("2026-01-02"))
     loyalty_points_adjust(member=b, points=12, reason="b", at=dt("2026-01-03"))
     b_profile_id = b.profile_id
 
-    log = merging.profiles_merge(survivor_id=a.profile_id, other_ids=[b_profile_id], reason="x")
+    log = profiles_merge(survivor_id=a.profile_id, other_ids=[b_profile_id], reason="x")
 
     assert (fresh(a).points_balance, fresh(b).status, fresh(b).merged_into_id) == (
         42,
@@ -648,7 +643,7 @@ def test_steward_merge_and_unmerge_of_the_merge_module_carry_memberships(program
         a.pk,
     )
 
-    merging.profile_unmerge(merge_log=log)
+    profile_unmerge(merge_log=log)
 
     a, b = fresh(a), fresh(b)
     assert (a.points_balance, b.points_balance) == (30, 12)

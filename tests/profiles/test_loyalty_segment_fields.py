@@ -1,4 +1,4 @@
-"""Loyalty fields in the segment registry (issue 5's registry; skipped where it is absent).
+"""Loyalty fields in the segment registry, through the real rule compiler.
 
 Ann is Gold with 800 points; Bob is Silver with 100; Cara (Base, 500 points) is merged into
 Dan's membership, whose group balance is 510; Eve is not a member.
@@ -11,18 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-pytest.importorskip("segments.registry", reason="the segment registry of issue 5")
-
-from profiles.models import LoyaltyMember, LoyaltyTier, Profile  # noqa: E402
-from profiles.services.loyalty import (  # noqa: E402
+from profiles.models import LoyaltyMember, LoyaltyTier, Profile
+from profiles.services.loyalty import (
     loyalty_member_enrol,
     loyalty_points_adjust,
     loyalty_tiers_evaluate,
 )
-from segments.compiler import CompileContext, rules_compile  # noqa: E402
-from segments.registry import get_registry  # noqa: E402
-from tests.profiles.loyalty_helpers import dt, make_program  # noqa: E402
-from tests.profiles.test_loyalty import profiles_merge  # noqa: E402
+from segments.compiler import CompileContext, rules_compile
+from segments.registry import get_registry
+from tests.profiles.loyalty_helpers import dt, make_program
+from tests.profiles.test_loyalty import profiles_merge
 
 pytestmark = pytest.mark.django_db
 NAMES: dict[str, int] = {}
