@@ -249,15 +249,16 @@ BUILDERS = {
 class Profile360:
     profile: object
     attributes: list[tuple[str, object, str]]
-    identities: list
-    source_records: list
+    identities: list | None  # None: not shown to this viewer
+    source_records: list | None
+    source_record_count: int
     insight: ProfileInsight | None
     custom_insights: list[tuple[str, object]]
-    merges: list
-    events: list
+    merges: list | None
+    events: list | None
     more_events: bool
     page: int
-    sections: dict[str, list]  # consent records, segment memberships, loyalty cards
+    sections: dict[str, list | None]  # consent records, segment memberships, loyalty cards
 
 
 def _consent_history(profile_id: int, limit: int = 100) -> list:
@@ -284,8 +285,33 @@ def _segment_memberships(profile_id: int, limit: int = 100) -> list:
     )
 
 
-def profile_360_get(*, profile, page: int = 1, limit: int = 100):
-    """Everything about one person, each part with a fixed number of queries.
+# The parts of the 360 page that hold more than the profile itself, and the permission a
+# user needs to see each (the same as for the admin list of those rows).
+PROFILE_360_PARTS = {
+    "identities": "profiles.view_identity",
+    "source_records": "profiles.view_sourcerecord",
+    "merges": "profiles.view_mergelog",
+    "events": "profiles.view_event",
+    "consent": "consent.view_consentrecord",
+    "segments": "segments.view_segmentmembership",
+    "loyalty": "profiles.view_loyaltymember",
+}
+
+
+def profile_360_parts(user) -> frozenset[str]:
+    """The parts of the 360 page ``user`` may see."""
+    return frozenset(part for part, perm in PROFILE_360_PARTS.items() if user.has_perm(perm))
+
+
+def profile_360_get(
+    *,
+    profile,
+    page: int = 1,
+    limit: int = 100,
+    parts: frozenset[str] = frozenset(PROFILE_360_PARTS),
+):
+    """Everything about one person the viewer may see (``parts``; others are None), each part
+    with a fixed number of queries.
 
     Events of every merged record are on the survivor (merges move them), so the timeline
     shows the whole person; each event names the source record it came through.
@@ -298,34 +324,45 @@ def profile_360_get(*, profile, page: int = 1, limit: int = 100):
         (name, value, label.get(profile.attribute_sources.get(name), "–"))
         for name, value in sorted(profile.attributes.items())
     ]
-    identities = list(
-        Identity.objects.filter(profile=profile)
-        .select_related("source_record__source")
-        .order_by("type", "id")
+    identities = (
+        list(
+            Identity.objects.filter(profile=profile)
+            .select_related("source_record__source")
+            .order_by("type", "id")
+        )
+        if "identities" in parts
+        else None
     )
     insight = ProfileInsight.objects.filter(profile=profile).first()
-    events_qs = Event.objects.filter(profile=profile).select_related("source", "source_record")
-    offset = (max(page, 1) - 1) * limit
-    events = list(events_qs.order_by("-timestamp", "-id")[offset : offset + limit + 1])
-    for event in events:
-        event.properties_json = json.dumps(event.properties, ensure_ascii=False, sort_keys=True)
-        event.record_label = label.get(event.source_record_id, "")
-    merges = list(MergeLog.objects.filter(survivor=profile).order_by("-created_at")[:50])
+    events = None
+    if "events" in parts:
+        events_qs = Event.objects.filter(profile=profile).select_related("source", "source_record")
+        offset = (max(page, 1) - 1) * limit
+        events = list(events_qs.order_by("-timestamp", "-id")[offset : offset + limit + 1])
+        for event in events:
+            event.properties_json = json.dumps(event.properties, ensure_ascii=False, sort_keys=True)
+            event.record_label = label.get(event.source_record_id, "")
+    merges = (
+        list(MergeLog.objects.filter(survivor=profile).order_by("-created_at")[:50])
+        if "merges" in parts
+        else None
+    )
     sections = {
-        "consent": _consent_history(profile.pk),
-        "segments": _segment_memberships(profile.pk),
-        "loyalty": loyalty_summary(profile),
+        "consent": _consent_history(profile.pk) if "consent" in parts else None,
+        "segments": _segment_memberships(profile.pk) if "segments" in parts else None,
+        "loyalty": loyalty_summary(profile) if "loyalty" in parts else None,
     }
     return Profile360(
         profile=profile,
         attributes=attributes,
         identities=identities,
-        source_records=records,
+        source_records=records if "source_records" in parts else None,
+        source_record_count=len(records),
         insight=insight,
         custom_insights=sorted((insight.custom or {}).items()) if insight else [],
         merges=merges,
-        events=events[:limit],
-        more_events=len(events) > limit,
+        events=events[:limit] if events is not None else None,
+        more_events=events is not None and len(events) > limit,
         page=max(page, 1),
         sections=sections,
     )

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from insights.models import InsightRun
-from insights.selectors import DASHBOARDS, dashboard_get, profile_360_get
+from insights.selectors import DASHBOARDS, dashboard_get, profile_360_get, profile_360_parts
 from insights.services.runs import insight_run_create
 from profiles.services.resolution import profile_resolve_id
 
@@ -60,7 +60,11 @@ def profile_360_view(request, admin_site, profile_id: int):
     if profile.pk != profile_id:  # merged away: show the person it became
         return redirect("admin:insights_profile_360", profile_id=profile.pk)
     page = request.GET.get("page", "")
-    view = profile_360_get(profile=profile, page=int(page) if page.isdigit() else 1)
+    view = profile_360_get(
+        profile=profile,
+        page=int(page) if page.isdigit() else 1,
+        parts=profile_360_parts(request.user),
+    )
     context = {
         **admin_site.each_context(request),
         "title": f"Profile 360: {profile}",

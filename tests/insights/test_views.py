@@ -111,7 +111,7 @@ def test_dashboards_and_360_need_their_roles(client, staff, merged_person):
 
 def test_profile_360_shows_the_merged_persons_timeline(client, staff, merged_person):
     insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
-    client.force_login(staff("Marketer"))
+    client.force_login(staff("Data Steward"))
     url = reverse("admin:insights_profile_360", args=[merged_person.pk])
     response = client.get(url)
     view = response.context["view"]
@@ -188,9 +188,9 @@ def test_a_marketer_defines_a_custom_insight_in_the_admin(client, staff, db):
     ]
 
 
-def test_profile_360_without_consent_segments_or_loyalty_says_so(client, staff, merged_person):
+def test_profile_360_without_consent_segments_or_loyalty_says_so(client, admin_user, merged_person):
     """A fresh install: no consent record, segment or loyalty program exists yet."""
-    client.force_login(staff("Marketer"))
+    client.force_login(admin_user)
     response = client.get(reverse("admin:insights_profile_360", args=[merged_person.pk]))
     assert response.status_code == 200
     assert response.context["view"].sections == {"consent": [], "segments": [], "loyalty": []}
@@ -213,7 +213,7 @@ def test_profile_360_shows_the_loyalty_membership(client, staff, merged_person):
 
 
 def test_profile_360_query_budget_segments_and_consent(
-    client, staff, merged_person, django_assert_max_num_queries
+    client, admin_user, merged_person, django_assert_max_num_queries
 ):
     """A fixed number of queries (13: consent, segments and loyalty take one each), whatever
     the number of rows."""
@@ -235,7 +235,7 @@ def test_profile_360_query_budget_segments_and_consent(
             captured_at=now - timedelta(days=days_ago),
         )
     insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
-    client.force_login(staff("Marketer"))
+    client.force_login(admin_user)
     url = reverse("admin:insights_profile_360", args=[merged_person.pk])
     with django_assert_max_num_queries(13):
         response = client.get(url)
@@ -321,3 +321,44 @@ def test_consent_dashboard_opt_in_rate_from_current_state(client, staff, merged_
         "granted": [1.0],
         "withdrawn": [1.0],
     }
+
+
+@pytest.mark.parametrize(
+    "role, shown, hidden",
+    [
+        (
+            "Marketer",
+            ["events", "segments", "loyalty"],
+            ["identities", "source_records", "consent"],
+        ),
+        ("Data Steward", ["identities", "source_records", "events", "loyalty"], ["consent"]),
+        ("Privacy Officer", ["identities", "source_records", "events", "consent"], ["segments"]),
+    ],
+)
+def test_profile_360_shows_each_part_only_to_roles_that_may_view_its_rows(
+    client, staff, merged_person, role, shown, hidden
+):
+    """The 360 page is no back door: a part is shown when the role may view its admin list."""
+    consent_record(
+        profile=merged_person,
+        purpose="email_marketing",
+        channel="email",
+        status="granted",
+        source="form",
+    )
+    client.force_login(staff(role))
+    response = client.get(reverse("admin:insights_profile_360", args=[merged_person.pk]))
+    assert response.status_code == 200
+    view = response.context["view"]
+    parts = {
+        "identities": view.identities,
+        "source_records": view.source_records,
+        "events": view.events,
+        **view.sections,
+    }
+    assert [p for p in shown if parts[p] is None] == []
+    assert [p for p in hidden if parts[p] is not None] == []
+    content = response.content.decode()
+    assert content.count("Not shown to your role.") == len([p for p in parts if parts[p] is None])
+    anonymous_id = merged_person.identities.get(type="anonymous_id").raw_value
+    assert (f"<td>{anonymous_id}</td>" in content) == ("identities" in shown)
