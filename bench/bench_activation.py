@@ -105,6 +105,22 @@ def generate(n: int) -> None:
     sql("ANALYZE")
 
 
+def grant_consent() -> None:
+    """Everyone granted e-mail marketing on e-mail 2 days ago; every 10th withdrew it 1 day ago."""
+    sql("TRUNCATE consent_consentrecord RESTART IDENTITY")
+    for status, age, modulo in (("granted", "2 days", 1), ("withdrawn", "1 day", 10)):
+        sql(
+            "INSERT INTO consent_consentrecord (profile_id, purpose_id, channel_id, status,"
+            " lawful_basis, source, captured_at, evidence, conflict, origin_profile_id,"
+            " created_at) SELECT p.id, u.id, c.id, %s, 'consent', 'import',"
+            " now() - %s::interval, '{}'::jsonb, false, p.id, now()"
+            " FROM profiles_profile p, consent_purpose u, consent_channel c"
+            " WHERE u.key = 'email_marketing' AND c.key = 'email' AND p.id %% %s = 0",
+            [status, age, modulo],
+        )
+    sql("ANALYZE consent_consentrecord")
+
+
 def make_segment() -> Segment:
     """A segment of every profile, its membership materialised set-based (as a refresh does)."""
     Segment.objects.filter(name="bench everyone").delete()
@@ -216,6 +232,40 @@ def main() -> None:
         ("full CSV again (known ids): write", repeat.sent_count, repeat.timings["write"], rss, "")
     )
     rows.append(("full CSV again: whole run", repeat.sent_count, seconds, rss, f"{repeat.timings}"))
+
+    # The same export behind a consent gate: everyone granted e-mail marketing two days ago,
+    # every 10th person withdrew it yesterday (the newest decision counts).
+    _, seconds, _ = timed(lambda: grant_consent())
+    print(f"wrote consent records for {args.n:,} profiles in {seconds:.1f} s")
+    gated_dest = Destination.objects.create(
+        name="bench gated csv",
+        kind="file",
+        folder="gated",
+        consent_purpose="email_marketing",
+        consent_channel="email",
+    )
+    gated = Activation.objects.create(
+        segment=segment,
+        name="bench consent-gated csv",
+        destination=gated_dest,
+        attributes=["first_name", "last_name", "country"],
+        contact_point="email",
+        mode=Activation.Mode.FULL,
+    )
+    run, seconds, rss = timed(lambda: activation_run(gated))
+    expected = args.n - args.n // 10
+    if run.sent_count != expected or run.excluded.get("no_consent") != args.n // 10:
+        raise SystemExit(f"consent gate: sent {run.sent_count}, excluded {run.excluded}")
+    rows.append(
+        (
+            "consent-gated CSV (10% withdrawn): write",
+            run.sent_count,
+            run.timings["write"],
+            rss,
+            f"{run.timings}",
+        )
+    )
+    rows.append(("consent-gated CSV: whole run", run.sent_count, seconds, rss, ""))
 
     jsonl_dest = Destination.objects.create(
         name="bench jsonl", kind="file", folder="jsonl", file_format="jsonl"
