@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from cdp.api import json_error
 from consent.gpc import gpc_evidence
 from profiles.models import DataSource
-from profiles.services.tracking import tracking_messages_ingest
+from profiles.services.tracking import json_value_problem, tracking_messages_ingest
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,12 @@ def _source_for(request: HttpRequest, body: dict) -> DataSource:
     key = _write_key(request, body)
     if not key:
         raise RequestError("missing_write_key", "No write key was sent.", 401)
-    source = DataSource.objects.filter(write_key=key, kind=DataSource.Kind.API).first()
+    # A key no database can hold (e.g. an unpaired surrogate) is no key of any source.
+    source = (
+        DataSource.objects.filter(write_key=key, kind=DataSource.Kind.API).first()
+        if json_value_problem(key) is None
+        else None
+    )
     if source is None:
         raise RequestError("invalid_write_key", "The write key is not known.", 401)
     return source
@@ -108,7 +113,9 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
             )
         # A body within the message limit cannot hold an oversized message: skip the check.
         for index, message in enumerate(messages if size > MAX_MESSAGE_BYTES else []):
-            length = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+            # An unpaired surrogate is measured, not refused here: its message is rejected later.
+            length = len(text.encode("utf-8", "surrogatepass"))
             if length > MAX_MESSAGE_BYTES:
                 raise RequestError(
                     "message_too_large",

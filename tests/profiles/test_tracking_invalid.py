@@ -1,0 +1,144 @@
+"""Hostile or malformed input to the tracking API: each bad message is rejected with its reason
+and kept as a rejected raw record, the other messages of the request are stored and applied, and
+the answer is always JSON (never a 500)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from profiles.models import Event, RawRecord
+
+
+@pytest.fixture
+def api_source(make_source):
+    return make_source(name="website", kind="api")
+
+
+def post(client, path: str, body: object, key: str):
+    """POST a body; a str body is sent as it is (JSON text written by hand)."""
+    data = body if isinstance(body, str) else json.dumps(body)
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    return client.post(
+        path, data=data, content_type="application/json", headers={"Authorization": auth}
+    )
+
+
+def track(n: int, **overrides) -> dict:
+    message = {
+        "type": "track",
+        "messageId": f"m-{n}",
+        "userId": "u-1",
+        "event": "Product Viewed",
+        "properties": {"n": n},
+        "timestamp": "2024-05-01T10:00:00Z",
+    }
+    message.update(overrides)
+    return message
+
+
+def assert_only_the_good_message_applied(response, error: str) -> RawRecord:
+    """The request answered 400 invalid_message for message 1 only; message 0 was applied."""
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_message"
+    assert body["rejected"] == [{"index": 1, "message": error}]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["m-1"]
+    assert list(RawRecord.objects.values_list("status", flat=True).order_by("pk")) == [
+        "accepted",
+        "rejected",
+    ]
+    rejected = RawRecord.objects.get(status="rejected")
+    assert rejected.error == error
+    return rejected
+
+
+# --- unpaired surrogates -------------------------------------------------------------------
+
+SURROGATE_EVENT = '{"type": "track", "messageId": "m-2", "userId": "u-1", "event": "\\ud800"}'
+SURROGATE_ERROR = "event holds an unpaired surrogate (\\ud800), which cannot be stored"
+SURROGATE_TRAIT = (
+    '{"type": "identify", "messageId": "m-2", "userId": "u-1", "traits": {"\\ud83d": "x"}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "kept"),
+    [
+        (
+            SURROGATE_EVENT,
+            SURROGATE_ERROR,
+            '"event": "\\ud800"',
+        ),
+        (
+            SURROGATE_TRAIT,
+            'traits["\\ud83d"] holds an unpaired surrogate (\\ud83d), which cannot be stored',
+            '"traits": {"\\ud83d": "x"}',
+        ),
+    ],
+    ids=["event", "trait-key"],
+)
+def test_an_unpaired_surrogate_rejects_its_message_and_keeps_it_as_json_text(
+    client, api_source, bad, error, kept
+):
+    body = '{"batch": [' + json.dumps(track(1)) + ", " + bad + "]}"
+
+    response = post(client, "/v1/batch", body, api_source.write_key)
+
+    rejected = assert_only_the_good_message_applied(response, error)
+    # The message is kept as the JSON text it was sent as, escapes included: nothing is lost.
+    assert list(rejected.payload) == ["json"]
+    assert kept in rejected.payload["json"]
+    assert json.loads(rejected.payload["json"]) == json.loads(bad)
+
+
+def test_an_unpaired_surrogate_without_message_id_is_rejected_not_a_500(client, api_source):
+    body = '{"type": "track", "userId": "u-1", "event": "\\ud800"}'
+
+    response = post(client, "/v1/track", body, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [{"index": 0, "message": SURROGATE_ERROR}]
+    assert RawRecord.objects.get().status == "rejected"
+    assert Event.objects.count() == 0
+
+
+def test_a_nul_character_rejects_its_message(client, api_source):
+    # PostgreSQL stores no U+0000 in text or jsonb: the same rule on every database.
+    bad = track(2, properties={"note": "a\x00b"})
+
+    response = post(client, "/v1/batch", {"batch": [track(1), bad]}, api_source.write_key)
+
+    rejected = assert_only_the_good_message_applied(
+        response, "properties.note holds U+0000, which cannot be stored"
+    )
+    assert json.loads(rejected.payload["json"]) == bad
+
+
+def test_a_write_key_with_an_unpaired_surrogate_is_401(client, api_source):
+    body = '{"writeKey": "\\ud800", "type": "track", "userId": "u-1", "event": "x"}'
+
+    response = client.post("/v1/track", data=body, content_type="application/json")
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "code": "invalid_write_key",
+        "message": "The write key is not known.",
+    }
+    assert RawRecord.objects.count() == 0
+
+
+def test_a_surrogate_in_a_batch_over_32_kb_is_rejected_with_its_message_only(client, api_source):
+    # Over 32 KB the view measures each message: the surrogate must not fail that measure.
+    padding = [track(n, properties={"pad": "x" * 1000}) for n in range(3, 43)]
+    body = '{"batch": [' + ", ".join(map(json.dumps, [track(1)])) + ", " + SURROGATE_EVENT
+    body += ", " + ", ".join(map(json.dumps, padding)) + "]}"
+    assert len(body) > 32 * 1024
+
+    response = post(client, "/v1/batch", body, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [{"index": 1, "message": SURROGATE_ERROR}]
+    assert Event.objects.count() == 41
