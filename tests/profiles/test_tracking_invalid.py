@@ -142,3 +142,39 @@ def test_a_surrogate_in_a_batch_over_32_kb_is_rejected_with_its_message_only(cli
     assert response.status_code == 400
     assert response.json()["rejected"] == [{"index": 1, "message": SURROGATE_ERROR}]
     assert Event.objects.count() == 41
+
+
+# --- non-finite numbers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e999", "Infinity")],
+)
+def test_a_non_finite_number_rejects_its_message(client, api_source, number, shown):
+    # Python's json reads NaN, Infinity and an overflowing 1e999; JSON columns refuse them all.
+    bad = '{"type": "track", "messageId": "m-2", "userId": "u-1", "event": "Order Completed", '
+    bad += '"properties": {"total": ' + number + "}}"
+    body = '{"batch": [' + json.dumps(track(1)) + ", " + bad + "]}"
+
+    response = post(client, "/v1/batch", body, api_source.write_key)
+
+    rejected = assert_only_the_good_message_applied(
+        response, f"properties.total is not a finite number ({shown})"
+    )
+    assert rejected.payload == {"json": json.dumps(json.loads(bad))}
+    assert f'"total": {shown}' in rejected.payload["json"]
+
+
+def test_a_non_finite_number_in_the_batch_context_rejects_every_message(client, api_source):
+    body = '{"batch": [' + json.dumps(track(1)) + '], "context": {"screen": {"density": NaN}}}'
+
+    response = post(client, "/v1/batch", body, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [
+        {"index": 0, "message": "context.screen.density is not a finite number (NaN)"}
+    ]
+    assert Event.objects.count() == 0
+    # The message itself is storable as sent (the batch context is not part of it).
+    assert RawRecord.objects.get().payload == track(1)
