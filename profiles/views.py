@@ -21,12 +21,20 @@ from django.views.decorators.csrf import csrf_exempt
 from cdp.api import json_error
 from consent.gpc import gpc_evidence
 from profiles.models import DataSource
-from profiles.services.tracking import json_value_problem, tracking_messages_ingest
+from profiles.services.tracking import (
+    MAX_DEPTH,
+    json_depth,
+    json_value_problem,
+    tracking_messages_ingest,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+# A message nests at most MAX_DEPTH levels (deeper: that message is rejected); a body nesting
+# deeper than this cannot be kept verbatim safely (JSON encoders recurse) and is refused whole.
+MAX_BODY_DEPTH = 4 * MAX_DEPTH
 
 
 class RequestError(Exception):
@@ -51,10 +59,17 @@ def _read_body(request: HttpRequest) -> tuple[dict, int]:
         raise RequestError(
             "batch_too_large", f"The decompressed body is over {MAX_BATCH_BYTES} bytes."
         )
+    too_deep = RequestError(
+        "invalid_json", f"The body nests objects and arrays deeper than {MAX_BODY_DEPTH} levels."
+    )
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("invalid_json", "The body is not valid JSON.") from None
+    except RecursionError:
+        raise too_deep from None
+    if json_depth(body) > MAX_BODY_DEPTH:
+        raise too_deep
     if not isinstance(body, dict):
         raise RequestError("invalid_json", "The body must be a JSON object.")
     return body, len(raw)

@@ -148,6 +148,18 @@ def json_value_problem(value: object, *, max_depth: int | None = MAX_DEPTH) -> s
     return None
 
 
+def json_depth(value: object) -> int:
+    """How many levels objects and arrays nest in a parsed JSON value (a scalar: 0). Iterative."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def parse_timestamp(value: object, name: str = "timestamp") -> datetime | None:
     """ISO-8601 with any offset and precision -> aware datetime in UTC; None when absent."""
     if value in (None, ""):

@@ -178,3 +178,57 @@ def test_a_non_finite_number_in_the_batch_context_rejects_every_message(client, 
     assert Event.objects.count() == 0
     # The message itself is storable as sent (the batch context is not part of it).
     assert RawRecord.objects.get().payload == track(1)
+
+
+# --- nesting depth -------------------------------------------------------------------------
+
+
+def nested(levels: int) -> str:
+    """JSON text of objects nested ``levels`` deep: {"a": {"a": ... 1 ...}}."""
+    return '{"a": ' * levels + "1" + "}" * levels
+
+
+def test_properties_nested_5000_deep_are_400_not_a_500_and_nothing_is_stored(client, api_source):
+    body = '{"userId": "deep", "event": "D", "properties": ' + nested(5000) + "}"
+
+    response = post(client, "/v1/track", body, api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_json",
+        "message": "The body nests objects and arrays deeper than 256 levels.",
+    }
+    assert RawRecord.objects.count() == 0
+
+
+def test_a_body_just_over_256_levels_is_400_invalid_json(client, api_source):
+    # body, batch, message: 3 levels; properties and what it nests: 254 more = 257.
+    bad = '{"type": "track", "userId": "u-1", "event": "D", "properties": ' + nested(254) + "}"
+    body = '{"batch": [' + json.dumps(track(1)) + ", " + bad + "]}"
+
+    response = post(client, "/v1/batch", body, api_source.write_key)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_json")
+    assert RawRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(("levels", "accepted"), [(63, True), (64, False), (200, False)])
+def test_a_message_nested_deeper_than_64_levels_is_rejected_alone(
+    client, api_source, levels, accepted
+):
+    # The message is level 1 and properties (the outermost nested object) level 2: 63 nested
+    # objects reach level 64, the deepest allowed.
+    bad = '{"type": "track", "messageId": "m-2", "userId": "u-1", "event": "D", "properties": '
+    bad += nested(levels) + "}"
+    body = '{"batch": [' + json.dumps(track(1)) + ", " + bad + "]}"
+
+    response = post(client, "/v1/batch", body, api_source.write_key)
+
+    if accepted:
+        assert response.json() == {"success": True}
+        assert Event.objects.count() == 2
+        return
+    rejected = assert_only_the_good_message_applied(
+        response, "properties nests deeper than 64 levels"
+    )
+    assert rejected.payload == json.loads(bad)  # kept as sent
