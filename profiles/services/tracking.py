@@ -51,6 +51,8 @@ EVENT_FIELDS = [
     "raw_record",
 ]
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
+# Ids (userId, anonymousId, messageId, previousId, groupId) and event/page names: characters.
+MAX_NAME_LENGTH = 200
 # Objects and arrays nest at most this deep in a message (the message itself is level 1).
 MAX_DEPTH = 64
 # Text a database cannot store: an unpaired surrogate (JSON may escape one, UTF-8 cannot encode
@@ -194,6 +196,19 @@ def event_time(message: dict, received_at: datetime) -> datetime:
     return original or received_at
 
 
+def _check_name(message: dict, name: str, *, integer: bool) -> None:
+    """An id or a name is a string (an id may be an integer, as Segment accepts) of at most
+    MAX_NAME_LENGTH characters; absent (None) is left to the rules of each type."""
+    value = message.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int if integer else str):
+        raise MessageError(f"{name} must be a string" + (" or an integer" if integer else ""))
+    length = len(clean_text(value))
+    if length > MAX_NAME_LENGTH:
+        raise MessageError(f"{name} is {length} characters; the limit is {MAX_NAME_LENGTH}")
+
+
 def message_prepare(message: object, batch: dict) -> dict:
     """Validate one message and apply batch-level context, integrations and sentAt."""
     if not isinstance(message, dict):
@@ -208,12 +223,13 @@ def message_prepare(message: object, batch: dict) -> dict:
     kind = message.get("type")
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise MessageError(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
-    user_id = message.get("userId")
-    anonymous_id = message.get("anonymousId")
-    for name, value in (("userId", user_id), ("anonymousId", anonymous_id)):
-        if value is not None and not isinstance(value, (str, int)):
-            raise MessageError(f"{name} must be a string")
-    if not clean_text(user_id) and not clean_text(anonymous_id):
+    ids = ["messageId", "userId", "anonymousId"]
+    ids += {"alias": ["previousId"], "group": ["groupId"]}.get(kind, [])
+    for name in ids:
+        _check_name(message, name, integer=True)
+    if kind in ("track", "page", "screen"):
+        _check_name(message, "event" if kind == "track" else "name", integer=False)
+    if not clean_text(message.get("userId")) and not clean_text(message.get("anonymousId")):
         raise MessageError("userId or anonymousId is required")
     if kind == "track" and not clean_text(message.get("event")):
         raise MessageError("track needs an event name")

@@ -232,3 +232,63 @@ def test_a_message_nested_deeper_than_64_levels_is_rejected_alone(
         response, "properties nests deeper than 64 levels"
     )
     assert rejected.payload == json.loads(bad)  # kept as sent
+
+
+# --- types and lengths of names and ids ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"event": {"a": 1}}, "event must be a string"),
+        ({"event": ["Order Completed"]}, "event must be a string"),
+        ({"event": 42}, "event must be a string"),
+        ({"event": "E" * 201}, "event is 201 characters; the limit is 200"),
+        ({"userId": "u" * 20000}, "userId is 20000 characters; the limit is 200"),
+        ({"userId": True}, "userId must be a string or an integer"),
+        ({"userId": 1.5}, "userId must be a string or an integer"),
+        ({"userId": ["u-1"]}, "userId must be a string or an integer"),
+        ({"anonymousId": {"id": 1}}, "anonymousId must be a string or an integer"),
+        ({"anonymousId": "a" * 201}, "anonymousId is 201 characters; the limit is 200"),
+        ({"messageId": {"id": 1}}, "messageId must be a string or an integer"),
+        ({"messageId": "m" * 201}, "messageId is 201 characters; the limit is 200"),
+        ({"type": {"a": 1}}, "type must be one of alias, group, identify, page, screen, track"),
+        (
+            {"type": "group", "groupId": ["x"]},
+            "groupId must be a string or an integer",
+        ),
+        ({"type": "alias", "previousId": {"a": 1}}, "previousId must be a string or an integer"),
+        ({"type": "page", "name": {"a": 1}}, "name must be a string"),
+        ({"type": "screen", "name": "S" * 201}, "name is 201 characters; the limit is 200"),
+    ],
+    ids=lambda value: str(value)[:30] if isinstance(value, dict) else None,
+)
+def test_a_name_or_id_of_the_wrong_type_or_too_long_rejects_its_message(
+    client, api_source, overrides, error
+):
+    bad = track(2, **overrides)
+
+    response = post(client, "/v1/batch", {"batch": [track(1), bad]}, api_source.write_key)
+
+    rejected = assert_only_the_good_message_applied(response, error)
+    assert rejected.payload == bad
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stored"),
+    [
+        ({"userId": 12345}, ("track", "Product Viewed", "12345")),
+        ({"userId": "u" * 200}, ("track", "Product Viewed", "u" * 200)),
+        ({"event": "E" * 200}, ("track", "E" * 200, "u-1")),
+        ({"type": "group", "groupId": 77}, ("group", "77", "u-1")),
+        ({"type": "group", "groupId": "acme"}, ("group", "acme", "u-1")),
+        ({"type": "page", "name": "Home"}, ("page", "Home", "u-1")),
+    ],
+    ids=str,
+)
+def test_names_and_ids_within_the_rules_are_stored_as_given(client, api_source, overrides, stored):
+    response = post(client, "/v1/batch", {"batch": [track(1, **overrides)]}, api_source.write_key)
+
+    assert response.json() == {"success": True}
+    event = Event.objects.get()
+    assert (event.type, event.name, event.user_id) == stored
