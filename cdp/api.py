@@ -44,3 +44,36 @@ def exception_handler(exc, context):
 def json_error(code: str, message: str, status: int) -> JsonResponse:
     """The same error shape for plain Django views (the tracking API)."""
     return JsonResponse({"code": code, "message": message}, status=status)
+
+
+def is_api_path(path: str) -> bool:
+    """The REST API (/api/) and the tracking API (/v1/) answer errors in JSON."""
+    return path.startswith(("/api/", "/v1/"))
+
+
+def api_json_errors(get_response):
+    """Middleware: a 404 or 405 under the APIs that is not JSON already becomes JSON.
+
+    A path no URL matches (an unknown endpoint, or an id its converter refuses, like
+    /api/profiles/abc) gets Django's 404 page, and with DEBUG on its HTML debug page, whatever
+    ``handler404`` says; a plain view's 405 has no body. Outermost, so it sees every response.
+    """
+
+    def middleware(request):
+        response = get_response(request)
+        if (
+            response.status_code not in (404, 405)
+            or not is_api_path(request.path)
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        if response.status_code == 404:
+            return json_error("not_found", "No such endpoint.", 404)
+        allowed = response.get("Allow", "")
+        converted = json_error(
+            "method_not_allowed", f"{request.method} is not allowed here; use {allowed}.", 405
+        )
+        converted["Allow"] = allowed
+        return converted
+
+    return middleware

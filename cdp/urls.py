@@ -17,5 +17,4 @@ urlpatterns = [
     path("privacy/", include(privacy_urlpatterns)),
 ]
 
-handler404 = "cdp.views.not_found"
 handler500 = "cdp.views.server_error"

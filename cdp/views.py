@@ -1,21 +1,17 @@
-"""Error pages: JSON for the APIs (/api/, /v1/), Django's defaults elsewhere."""
+"""Error pages: JSON for the APIs (/api/, /v1/), Django's defaults elsewhere.
+
+404 and 405 under the APIs are made JSON by the ``cdp.api.api_json_errors`` middleware (which
+also sees Django's DEBUG pages); a 500 by ``handler500`` here.
+"""
 
 from django.http import JsonResponse
 from django.views import defaults
 
-
-def _is_api(request) -> bool:
-    return request.path.startswith(("/api/", "/v1/"))
-
-
-def not_found(request, exception=None):
-    if _is_api(request):
-        return JsonResponse({"code": "not_found", "message": "No such endpoint."}, status=404)
-    return defaults.page_not_found(request, exception)
+from cdp.api import is_api_path
 
 
 def server_error(request):
-    if _is_api(request):
+    if is_api_path(request.path):
         return JsonResponse(
             {"code": "server_error", "message": "An unexpected error; it has been logged."},
             status=500,

@@ -21,12 +21,20 @@ from django.views.decorators.csrf import csrf_exempt
 from cdp.api import json_error
 from consent.gpc import gpc_evidence
 from profiles.models import DataSource
-from profiles.services.tracking import tracking_messages_ingest
+from profiles.services.tracking import (
+    MAX_DEPTH,
+    json_depth,
+    json_value_problem,
+    tracking_messages_ingest,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+# A message nests at most MAX_DEPTH levels (deeper: that message is rejected); a body nesting
+# deeper than this cannot be kept verbatim safely (JSON encoders recurse) and is refused whole.
+MAX_BODY_DEPTH = 4 * MAX_DEPTH
 
 
 class RequestError(Exception):
@@ -51,10 +59,17 @@ def _read_body(request: HttpRequest) -> tuple[dict, int]:
         raise RequestError(
             "batch_too_large", f"The decompressed body is over {MAX_BATCH_BYTES} bytes."
         )
+    too_deep = RequestError(
+        "invalid_json", f"The body nests objects and arrays deeper than {MAX_BODY_DEPTH} levels."
+    )
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("invalid_json", "The body is not valid JSON.") from None
+    except RecursionError:
+        raise too_deep from None
+    if json_depth(body) > MAX_BODY_DEPTH:
+        raise too_deep
     if not isinstance(body, dict):
         raise RequestError("invalid_json", "The body must be a JSON object.")
     return body, len(raw)
@@ -78,7 +93,12 @@ def _source_for(request: HttpRequest, body: dict) -> DataSource:
     key = _write_key(request, body)
     if not key:
         raise RequestError("missing_write_key", "No write key was sent.", 401)
-    source = DataSource.objects.filter(write_key=key, kind=DataSource.Kind.API).first()
+    # A key no database can hold (e.g. an unpaired surrogate) is no key of any source.
+    source = (
+        DataSource.objects.filter(write_key=key, kind=DataSource.Kind.API).first()
+        if json_value_problem(key) is None
+        else None
+    )
     if source is None:
         raise RequestError("invalid_write_key", "The write key is not known.", 401)
     return source
@@ -108,7 +128,9 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
             )
         # A body within the message limit cannot hold an oversized message: skip the check.
         for index, message in enumerate(messages if size > MAX_MESSAGE_BYTES else []):
-            length = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+            # An unpaired surrogate is measured, not refused here: its message is rejected later.
+            length = len(text.encode("utf-8", "surrogatepass"))
             if length > MAX_MESSAGE_BYTES:
                 raise RequestError(
                     "message_too_large",

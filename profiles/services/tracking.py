@@ -9,6 +9,8 @@ attribute wins over an older one, whatever order messages arrive in.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +51,14 @@ EVENT_FIELDS = [
     "raw_record",
 ]
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
+# Ids (userId, anonymousId, messageId, previousId, groupId) and event/page names: characters.
+MAX_NAME_LENGTH = 200
+# Objects and arrays nest at most this deep in a message (the message itself is level 1).
+MAX_DEPTH = 64
+# Text a database cannot store: an unpaired surrogate (JSON may escape one, UTF-8 cannot encode
+# it) and U+0000 (PostgreSQL refuses it in text and jsonb). A valid pair is read as one character.
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+_PLAIN_KEY_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]{0,39}")
 
 # Segment reserved traits (and common snake_case spellings) -> canonical attributes.
 TRAIT_ATTRIBUTES = {
@@ -93,6 +103,65 @@ class _RecordUpdate:
             target[name] = (when, value)
 
 
+def _json_path(segments: tuple[object, ...]) -> str:
+    """traits.address["a b"][0]: where a value sits in a message, printable and short."""
+    text = ""
+    for segment in segments:
+        if isinstance(segment, int):
+            text += f"[{segment}]"
+        elif _PLAIN_KEY_RE.fullmatch(segment):
+            text += f".{segment}" if text else segment
+        else:
+            text += f"[{json.dumps(segment[:40])}]"  # ASCII: surrogates stay escaped
+    return text or "the message"
+
+
+def json_value_problem(value: object, *, max_depth: int | None = MAX_DEPTH) -> str | None:
+    """Why a parsed JSON value cannot be stored as it is; None when it can.
+
+    Every string (object keys included) must be storable text (see ``_UNSTORABLE_RE``), every
+    number finite (Python's json reads NaN, Infinity and 1e999; JSON columns refuse them), and
+    objects and arrays nest at most ``max_depth`` levels. Iterative: no input exhausts the stack.
+    """
+    stack: list[tuple[object, tuple[object, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            bad = _UNSTORABLE_RE.search(item)
+            if bad is None:
+                continue
+            if bad.group() == "\x00":
+                return f"{_json_path(path)} holds U+0000, which cannot be stored"
+            return (
+                f"{_json_path(path)} holds an unpaired surrogate "
+                f"(\\u{ord(bad.group()):04x}), which cannot be stored"
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{_json_path(path)} is not a finite number ({json.dumps(item)})"
+        if isinstance(item, dict | list):
+            if max_depth is not None and len(path) >= max_depth:
+                return f"{_json_path(path[:1])} nests deeper than {max_depth} levels"
+            if isinstance(item, list):
+                stack.extend((child, (*path, i)) for i, child in enumerate(item))
+                continue
+            for key, child in item.items():
+                stack.append((key, (*path, key)))  # a key is checked as the text it is
+                stack.append((child, (*path, key)))
+    return None
+
+
+def json_depth(value: object) -> int:
+    """How many levels objects and arrays nest in a parsed JSON value (a scalar: 0). Iterative."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def parse_timestamp(value: object, name: str = "timestamp") -> datetime | None:
     """ISO-8601 with any offset and precision -> aware datetime in UTC; None when absent."""
     if value in (None, ""):
@@ -127,6 +196,19 @@ def event_time(message: dict, received_at: datetime) -> datetime:
     return original or received_at
 
 
+def _check_name(message: dict, name: str, *, integer: bool) -> None:
+    """An id or a name is a string (an id may be an integer, as Segment accepts) of at most
+    MAX_NAME_LENGTH characters; absent (None) is left to the rules of each type."""
+    value = message.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int if integer else str):
+        raise MessageError(f"{name} must be a string" + (" or an integer" if integer else ""))
+    length = len(clean_text(value))
+    if length > MAX_NAME_LENGTH:
+        raise MessageError(f"{name} is {length} characters; the limit is {MAX_NAME_LENGTH}")
+
+
 def message_prepare(message: object, batch: dict) -> dict:
     """Validate one message and apply batch-level context, integrations and sentAt."""
     if not isinstance(message, dict):
@@ -135,15 +217,19 @@ def message_prepare(message: object, batch: dict) -> dict:
     for key in ("context", "integrations", "sentAt"):
         if key in batch and key not in message:
             message[key] = batch[key]
+    problem = json_value_problem(message)
+    if problem:
+        raise MessageError(problem)
     kind = message.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise MessageError(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
-    user_id = message.get("userId")
-    anonymous_id = message.get("anonymousId")
-    for name, value in (("userId", user_id), ("anonymousId", anonymous_id)):
-        if value is not None and not isinstance(value, (str, int)):
-            raise MessageError(f"{name} must be a string")
-    if not clean_text(user_id) and not clean_text(anonymous_id):
+    ids = ["messageId", "userId", "anonymousId"]
+    ids += {"alias": ["previousId"], "group": ["groupId"]}.get(kind, [])
+    for name in ids:
+        _check_name(message, name, integer=True)
+    if kind in ("track", "page", "screen"):
+        _check_name(message, "event" if kind == "track" else "name", integer=False)
+    if not clean_text(message.get("userId")) and not clean_text(message.get("anonymousId")):
         raise MessageError("userId or anonymousId is required")
     if kind == "track" and not clean_text(message.get("event")):
         raise MessageError("track needs an event name")
@@ -253,17 +339,19 @@ def _raw_messages_store(
     received_at: datetime,
 ) -> dict[str, RawRecord]:
     """Store new valid messages and rejected ones; return the new ones by messageId."""
-    rejected_raws = [
-        RawRecord(
-            source=source,
-            payload=original if isinstance(original, dict) else {"value": original},
-            content_hash=stable_hash(original),
-            status=RawRecord.Status.REJECTED,
-            error=error,
-            received_at=received_at,
+    rejected_raws = []
+    for original, error in rejected:
+        payload = _rejected_payload(original)
+        rejected_raws.append(
+            RawRecord(
+                source=source,
+                payload=payload,
+                content_hash=stable_hash(payload),
+                status=RawRecord.Status.REJECTED,
+                error=error,
+                received_at=received_at,
+            )
         )
-        for original, error in rejected
-    ]
     for _attempt in range(3):
         seen = dict(
             RawRecord.objects.filter(source=source, message_id__in=list(valid)).values_list(
@@ -316,6 +404,16 @@ def _raw_messages_store(
             result.update({raw.message_id: raw for raw in again})
         return result
     raise RuntimeError("could not store messages after concurrent retries")
+
+
+def _rejected_payload(original: object) -> dict:
+    """A rejected message as a raw record keeps it: the object as sent, a non-object under
+    ``value``, or, when a string or number in it cannot be stored as JSON, its JSON text (ASCII,
+    escapes included) under ``json``."""
+    payload = original if isinstance(original, dict) else {"value": original}
+    if json_value_problem(payload, max_depth=None) is None:
+        return payload
+    return {"json": json.dumps(original, ensure_ascii=True)}
 
 
 def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at) -> list[int]:
