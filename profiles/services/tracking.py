@@ -397,7 +397,11 @@ def _raw_messages_store(
                     if mid is not None
                 ]
         except IntegrityError:
-            continue  # a concurrent request stored one of these ids first: look again
+            # A concurrent request stored one of these ids first: look again. Any other
+            # integrity error is a bug to see, not a conflict to retry.
+            if not RawRecord.objects.filter(source=source, message_id__in=list(new)).exists():
+                raise
+            continue
         result = {raw.message_id: raw for raw in raws if raw.message_id}
         if unapplied:
             again = RawRecord.objects.filter(source=source, message_id__in=unapplied)
