@@ -162,7 +162,13 @@ class MergeSuggestionAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
 
+    def _check_view(self, request):
+        """The review pages show both people's personal data: only for those who may view."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+
     def next_view(self, request):
+        self._check_view(request)
         pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
         nxt = pending.order_by("-score", "created_at").values_list("pk", flat=True).first()
         if nxt is None:
@@ -185,6 +191,7 @@ class MergeSuggestionAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:profiles_mergesuggestion_changelist"))
 
     def review_view(self, request, object_id: int):
+        self._check_view(request)
         suggestion = get_object_or_404(MergeSuggestion, pk=object_id)
         if request.method == "POST":
             self._check(request, suggestion)
