@@ -150,7 +150,8 @@ class MergeSuggestionAdmin(admin.ModelAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "bulk_form": BulkAcceptForm()}
+        bulk_form = BulkAcceptForm() if self.has_change_permission(request) else None
+        extra_context = {**(extra_context or {}), "bulk_form": bulk_form}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Review")

@@ -91,3 +91,11 @@ def test_roles_without_change_permission_cannot_decide_or_bulk_accept(
     suggestion.refresh_from_db()
     assert suggestion.status == MergeSuggestion.Status.PENDING
     assert Profile.objects.count() == 2
+
+
+def test_bulk_accept_form_is_outside_the_changelist_form(client, user_with_role, suggestion):
+    client.force_login(user_with_role("Data Steward"))
+    body = client.get(reverse("admin:profiles_mergesuggestion_changelist")).content.decode()
+    bulk = body.index('id="bulk-accept-form"')
+    changelist = body.index('id="changelist-form"')
+    assert bulk < body.index("</form>", bulk) < changelist
