@@ -79,18 +79,19 @@ class ImportRunAdmin(admin.ModelAdmin):
     list_select_related = ("source",)
     date_hierarchy = "created_at"
     show_full_result_count = False
+    # Everything that changes while a run goes is shown by the polled progress fragment
+    # (_progress.html), not in the fieldset, where it would stay as it was when the page loaded.
+    exclude = (
+        "status", "rows_total", "rows_done", "created_count", "updated_count", "unchanged_count",
+        "rejected_count", "rejected_reasons", "error", "started_at", "finished_at",
+    )  # fmt: skip
     readonly_fields = (
         "source",
         "original_name",
-        "status",
         "encoding",
         "delimiter",
-        "rows_total",
         "created_by",
         "created_at",
-        "started_at",
-        "finished_at",
-        "rejected_rows",
     )
     change_form_template = "admin/profiles/importrun/change_form.html"
 
@@ -231,8 +232,15 @@ class ImportRunAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         run = get_object_or_404(ImportRun, pk=run_id)
-        context = {"run": run, "report": import_run_report(run=run)}
-        return TemplateResponse(request, "admin/profiles/importrun/_progress.html", context)
+        return TemplateResponse(
+            request, "admin/profiles/importrun/_progress.html", self._progress_context(run)
+        )
+
+    def _progress_context(self, run: ImportRun) -> dict:
+        """The run's live state for _progress.html; the rejected rows once the run has ended."""
+        report = import_run_report(run=run)
+        rejected = self.rejected_rows(run) if report["finished"] and run.rejected_count else ""
+        return {"run": run, "report": report, "rejected_rows": rejected}
 
     def rejected_csv_view(self, request, run_id: int):
         if not self.has_view_permission(request):
@@ -253,8 +261,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(
                     reverse("admin:profiles_importrun_mapping", args=[run.pk])
                 )
-            extra["run"] = run
-            extra["report"] = import_run_report(run=run)
+            extra.update(self._progress_context(run))
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="Progress")

@@ -150,7 +150,8 @@ class MergeSuggestionAdmin(admin.ModelAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "bulk_form": BulkAcceptForm()}
+        bulk_form = BulkAcceptForm() if self.has_change_permission(request) else None
+        extra_context = {**(extra_context or {}), "bulk_form": bulk_form}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Review")
@@ -162,7 +163,13 @@ class MergeSuggestionAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
 
+    def _check_view(self, request):
+        """The review pages show both people's personal data: only for those who may view."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+
     def next_view(self, request):
+        self._check_view(request)
         pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
         nxt = pending.order_by("-score", "created_at").values_list("pk", flat=True).first()
         if nxt is None:
@@ -185,6 +192,7 @@ class MergeSuggestionAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:profiles_mergesuggestion_changelist"))
 
     def review_view(self, request, object_id: int):
+        self._check_view(request)
         suggestion = get_object_or_404(MergeSuggestion, pk=object_id)
         if request.method == "POST":
             self._check(request, suggestion)

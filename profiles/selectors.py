@@ -53,21 +53,21 @@ def profile_recent_events(*, profile: Profile, limit: int = 20) -> QuerySet[Even
     return Event.objects.filter(profile=profile).order_by("-timestamp")[:limit]
 
 
-def headline_counts() -> list[tuple[str, int, str]]:
-    """(label, count, admin url name) for the admin index page; each one COUNT in SQL."""
+def headline_counts() -> list[tuple[str, int, type]]:
+    """(label, count, model whose changelist the tile opens) for the admin index; each a COUNT."""
     from profiles.models import DataSource, ImportRun, RawRecord
 
     return [
-        ("Profiles", Profile.objects.count(), "admin:profiles_profile_changelist"),
-        ("Source records", SourceRecord.objects.count(), "admin:profiles_sourcerecord_changelist"),
-        ("Identities", Identity.objects.count(), "admin:profiles_identity_changelist"),
-        ("Events", Event.objects.count(), "admin:profiles_event_changelist"),
-        ("Sources", DataSource.objects.count(), "admin:profiles_datasource_changelist"),
-        ("Imports", ImportRun.objects.count(), "admin:profiles_importrun_changelist"),
+        ("Profiles", Profile.objects.count(), Profile),
+        ("Source records", SourceRecord.objects.count(), SourceRecord),
+        ("Identities", Identity.objects.count(), Identity),
+        ("Events", Event.objects.count(), Event),
+        ("Sources", DataSource.objects.count(), DataSource),
+        ("Imports", ImportRun.objects.count(), ImportRun),
         (
             "Rejected rows",
             RawRecord.objects.filter(status=RawRecord.Status.REJECTED).count(),
-            "admin:profiles_rawrecord_changelist",
+            RawRecord,
         ),
     ]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
 from cdp.audit import audit_record
@@ -43,6 +45,58 @@ def test_admin_index_shows_headline_counts(
     assert re.search(r'class="cdp-count">2</span><span class="cdp-label">Profiles<', html)
     assert re.search(r'class="cdp-count">1</span><span class="cdp-label">Rejected rows<', html)
     assert f'href="{reverse("admin:profiles_rawrecord_changelist")}"' in html
+
+
+TILE_CHANGELISTS = {
+    "Profiles": "admin:profiles_profile_changelist",
+    "Source records": "admin:profiles_sourcerecord_changelist",
+    "Identities": "admin:profiles_identity_changelist",
+    "Events": "admin:profiles_event_changelist",
+    "Sources": "admin:profiles_datasource_changelist",
+    "Imports": "admin:profiles_importrun_changelist",
+    "Rejected rows": "admin:profiles_rawrecord_changelist",
+}
+
+
+@pytest.mark.parametrize(
+    ("role", "linked"),
+    [
+        (
+            "Data Engineer",
+            {
+                "Profiles",
+                "Source records",
+                "Identities",
+                "Events",
+                "Sources",
+                "Imports",
+                "Rejected rows",
+            },
+        ),  # fmt: skip
+        ("Data Steward", {"Profiles", "Source records", "Identities", "Events"}),
+        ("Marketer", {"Profiles", "Events"}),
+        (
+            "Privacy Officer",
+            {"Profiles", "Source records", "Identities", "Events", "Rejected rows"},
+        ),
+    ],
+)
+def test_admin_index_links_a_tile_only_for_roles_that_may_open_its_list(client, db, role, linked):
+    user = User.objects.create_user(username="someone", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client.force_login(user)
+
+    html = client.get(reverse("admin:index")).content.decode()
+
+    tiles = re.findall(
+        r'<(a|div) class="cdp-tile"(?: href="([^"]*)")?>.*?class="cdp-label">([^<]+)<', html
+    )
+    assert {label for _tag, _href, label in tiles} >= set(TILE_CHANGELISTS)
+    hrefs = {label: href for _tag, href, label in tiles if label in TILE_CHANGELISTS}
+    assert {label for label, href in hrefs.items() if href} == linked
+    for label in linked:
+        assert hrefs[label] == reverse(TILE_CHANGELISTS[label])
+        assert client.get(hrefs[label]).status_code == 200
 
 
 def test_admin_index_requires_staff(client, db):

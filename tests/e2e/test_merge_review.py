@@ -27,20 +27,6 @@ CSV = (
 )
 
 
-@pytest.fixture
-def browser_page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-background-networking"],
-        )
-        page = browser.new_page()
-        yield page
-        browser.close()
-
-
 def test_steward_accepts_a_suggestion_and_undoes_it(
     live_server, browser_page, make_source, import_csv
 ):
@@ -78,3 +64,42 @@ def test_steward_accepts_a_suggestion_and_undoes_it(
     page.wait_for_selector("text=Unmerged")
     assert Profile.objects.count() == 3
     assert sorted(Profile.objects.values_list("pk", flat=True))[:2] == [left, right]
+
+
+BULK_CSV = (
+    "customer_id,first_name,last_name,email,birth_date,street,postcode,city,country\n"
+    "C-1,Lena,Müller,lena@example.de,1990-03-14,Hauptstr. 5,10115,Köln,DE\n"
+    "C-2,Lena,Mueller,lena.m@example.org,1990-03-14,Hauptstraße 5,10115,Koeln,DE\n"
+    "C-3,Jörg,Schäfer,joerg@example.de,1985-07-02,Ringstr. 9,50667,Köln,DE\n"
+    "C-4,Joerg,Schaefer,j.schaefer@example.org,1985-07-02,Ringstraße 9,50667,Koeln,DE\n"
+    "C-5,Otto,Klein,otto@example.de,,,,,DE\n"
+)
+
+
+def test_bulk_accept_on_the_changelist_merges_every_suggestion_above_the_score(
+    live_server, browser_page, make_source, import_csv
+):
+    get_user_model().objects.create_superuser("admin", "a@example.com", "pw-admin-1")
+    import_csv(make_source(), BULK_CSV)
+    ids = sorted(Profile.objects.values_list("pk", flat=True))
+    spec = ruleset_spec(ruleset_active())
+    suggestions_upsert(suggestions=_score_profile_pairs([(ids[0], ids[1]), (ids[2], ids[3])], spec))
+    assert MergeSuggestion.objects.filter(status="pending").count() == 2
+    lowest = min(MergeSuggestion.objects.values_list("score", flat=True))
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw-admin-1")
+    page.click("input[type=submit]")
+
+    page.goto(f"{live_server.url}/admin/profiles/mergesuggestion/")
+    page.fill("#id_min_score", str(lowest))
+    page.click("button:has-text('Bulk accept')")
+    page.wait_for_selector("text=Accepted 2 suggestions.")
+
+    assert Profile.objects.count() == 3
+    assert sorted(MergeSuggestion.objects.values_list("status", flat=True)) == [
+        "accepted",
+        "accepted",
+    ]
+    assert page.errors == []

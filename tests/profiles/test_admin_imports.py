@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
 from profiles.models import FieldMapping, ImportRun, Profile
@@ -145,6 +146,41 @@ def test_progress_partial_polls_while_running_and_shows_the_final_report(
         '00043,bob@@example.de,Bob,"12,00",01/02/1990,2,E-Mail-Adresse: not a valid e-mail '
         "address: The part after the @-sign contains invalid characters: '@'.",
     ]
+
+
+def test_progress_partial_carries_every_field_that_changes_while_the_run_goes(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source)
+    run = ImportRun.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:profiles_importrun_mapping", args=[run.pk]),
+            mapping_post(run, MAPPING, start="1"),
+        )
+    progress_url = reverse("admin:profiles_importrun_progress", args=[run.pk])
+    change_url = reverse("admin:profiles_importrun_change", args=[run.pk])
+
+    queued_page = admin_client.get(change_url).content.decode()
+    before = admin_client.get(progress_url).content.decode()
+    import_run_execute(run=run)
+    after = admin_client.get(progress_url).content.decode()
+    run.refresh_from_db()
+
+    # The page shows the run's state only inside the polled fragment, never frozen below it.
+    for field in ("status", "rows_done", "rows_total", "started_at", "finished_at", "error"):
+        assert f"field-{field}" not in queued_page
+    assert '<td id="import-started-at">-</td>' in before
+    assert '<td id="import-rows-done">0</td>' in before
+    started = timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
+    finished = timezone.localtime(run.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert '<strong id="import-status">Succeeded</strong>' in after
+    assert '<td id="import-rows-done">2</td>' in after
+    assert f'<td id="import-started-at">{started}</td>' in after
+    assert f'<td id="import-finished-at">{finished}</td>' in after
+    assert "All rejected rows of this import" in after  # the first-50 table arrives with the end
+    assert "All rejected rows of this import" not in before
 
 
 def test_a_marketer_cannot_see_imports_or_download_rejected_rows(client, make_source):

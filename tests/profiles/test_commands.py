@@ -52,6 +52,7 @@ def test_create_source_twice_is_an_error(db):
 
 
 def test_import_csv_sync_prints_the_counts(db, tmp_path):
+    DataSource.objects.create(name="shop")
     path = tmp_path / "customers_export.csv"
     path.write_text(
         shopify_csv(
@@ -80,6 +81,7 @@ def test_import_csv_sync_prints_the_counts(db, tmp_path):
 def test_import_csv_without_sync_only_queues(db, tmp_path, monkeypatch):
     queued = []
     monkeypatch.setattr("cdp.jobs.async_task", lambda path, *args, group: queued.append(args))
+    DataSource.objects.create(name="crm")
     path = tmp_path / "a.csv"
     path.write_text("email\nann@example.com\n")
 
@@ -101,12 +103,48 @@ def test_import_csv_into_an_api_source_is_an_error(db, tmp_path):
     assert ImportRun.objects.count() == 0
 
 
+def test_import_csv_into_an_unknown_source_is_an_error_naming_the_known_ones(db, tmp_path):
+    DataSource.objects.create(name="Shopify", preset="shopify")
+    DataSource.objects.create(name="CRM")
+    DataSource.objects.create(name="Website", kind="api")
+    path = tmp_path / "a.csv"
+    path.write_text("email\nann@example.com\n")
+
+    with pytest.raises(CommandError) as error:
+        run("import_csv", "--source", "Nope", "--sync", str(path))
+
+    assert str(error.value) == (
+        "No source named 'Nope'. File sources: CRM, Shopify. Give --create-source to create it."
+    )
+    assert sorted(DataSource.objects.values_list("name", flat=True)) == [
+        "CRM",
+        "Shopify",
+        "Website",
+    ]
+    assert ImportRun.objects.count() == 0
+
+
+def test_import_csv_with_create_source_creates_a_missing_source(db, tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("email\nann@example.com\n")
+
+    output = run(
+        "import_csv", "--source", "crm", "--create-source", "--region", "de", "--sync", str(path)
+    )
+
+    source = DataSource.objects.get(name="crm")
+    assert (source.kind, source.default_region) == ("file", "DE")
+    assert output.startswith(f"Created source crm (id {source.pk}).\nImport #")
+    assert Profile.objects.count() == 1
+
+
 def test_import_csv_missing_file_is_an_error(db, tmp_path):
     with pytest.raises(CommandError, match="No such file"):
         run("import_csv", "--source", "shop", str(tmp_path / "missing.csv"))
 
 
 def test_import_csv_of_an_unreadable_file_fails_with_its_error(db, tmp_path):
+    DataSource.objects.create(name="shop")
     path = tmp_path / "empty.csv"
     path.write_text("")
 

@@ -33,8 +33,9 @@ DEMO_USERS = {
 
 class Command(BaseCommand):
     help = (
-        "Migrate, create demo users and sources, load the demo customers and events "
-        "(idempotent). With --serve, also start a qcluster worker and the web server."
+        "Migrate, create demo users and sources, load the demo customers and events and "
+        "compute insights once (idempotent). With --serve, also start a qcluster worker "
+        "and the web server."
     )
 
     def add_arguments(self, parser):
@@ -54,9 +55,11 @@ class Command(BaseCommand):
         website, _ = DataSource.objects.get_or_create(
             name="Website", defaults={"kind": DataSource.Kind.API, "priority": 30}
         )
+        changed = 0
         for source, filename in ((shopify, "shopify_customers.csv"), (crm, "crm_contacts.csv")):
             with (DEMO_DIR / filename).open("rb") as handle:
                 run = import_run_create(source=source, file=File(handle, filename), sync=True)
+            changed += run.created_count + run.updated_count
             self.stdout.write(
                 f"{filename}: read {run.rows_done}, created {run.created_count}, "
                 f"updated {run.updated_count}, unchanged {run.unchanged_count}, "
@@ -69,6 +72,7 @@ class Command(BaseCommand):
             accepted += result["accepted"]
             duplicates += result["duplicates"]
         self.stdout.write(f"events.jsonl: stored {accepted}, already stored {duplicates}")
+        self._insights(changed=bool(changed or accepted))
         self.stdout.write(
             f"Now: {Profile.objects.count()} profiles from {SourceRecord.objects.count()} "
             f"source records, {Event.objects.count()} events."
@@ -76,6 +80,24 @@ class Command(BaseCommand):
         self.stdout.write(f"Website write key: {website.write_key}")
         if options["serve"]:
             self._serve(options["addr"])
+
+    def _insights(self, *, changed: bool) -> None:
+        """One full insight run, inline, so RFM, CLV and the 360 page have values at once;
+        skipped when the load changed nothing and a full run has already succeeded."""
+        from insights.models import InsightRun, ProfileInsight
+        from insights.services.runs import insight_run_create
+
+        done = InsightRun.objects.filter(
+            kind=InsightRun.Kind.FULL, status=InsightRun.Status.SUCCEEDED
+        ).exists()
+        if done and not changed:
+            self.stdout.write("Insights: unchanged data, already computed.")
+            return
+        run = insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+        self.stdout.write(
+            f"Insights: full run #{run.pk} {run.status}, "
+            f"{ProfileInsight.objects.count()} profiles computed."
+        )
 
     def _users(self) -> None:
         User = get_user_model()

@@ -10,13 +10,18 @@ from profiles.services.imports import import_run_create
 
 class Command(BaseCommand):
     help = (
-        "Import a CSV file into a source (created if missing). Queued for the worker, "
-        "or run here with --sync."
+        "Import a CSV file into an existing file source (or a new one with --create-source). "
+        "Queued for the worker, or run here with --sync."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file")
         parser.add_argument("--source", required=True, help="Name of the data source.")
+        parser.add_argument(
+            "--create-source",
+            action="store_true",
+            help="Create the source if no source has this name (a typo is an error without it).",
+        )
         parser.add_argument("--preset", choices=sorted(PRESETS), default="")
         parser.add_argument("--region", default="", help="Default phone region for a new source.")
         parser.add_argument("--sync", action="store_true", help="Run now instead of queueing.")
@@ -31,10 +36,7 @@ class Command(BaseCommand):
         path = Path(options["file"])
         if not path.is_file():
             raise CommandError(f"No such file: {path}")
-        source, created = DataSource.objects.get_or_create(
-            name=options["source"],
-            defaults={"preset": options["preset"], "default_region": options["region"].upper()},
-        )
+        source, created = self._source(options)
         if source.kind != DataSource.Kind.FILE:
             raise CommandError(f"Source {source.name!r} is an API source, not a file source.")
         if not created and options["preset"] and source.preset != options["preset"]:
@@ -61,3 +63,25 @@ class Command(BaseCommand):
                 self.stdout.write(f"  rejected {reason}: {count}")
         if run.error:
             raise CommandError(run.error)
+
+    def _source(self, options) -> tuple[DataSource, bool]:
+        """The named source; a missing one is created only with --create-source."""
+        name = options["source"]
+        source = DataSource.objects.filter(name=name).first()
+        if source is not None:
+            return source, False
+        if not options["create_source"]:
+            known = DataSource.objects.filter(kind=DataSource.Kind.FILE).order_by("name")
+            names = ", ".join(known.values_list("name", flat=True)) or "none"
+            raise CommandError(
+                f"No source named {name!r}. File sources: {names}. "
+                "Give --create-source to create it."
+            )
+        source = DataSource.objects.create(
+            name=name,
+            kind=DataSource.Kind.FILE,
+            preset=options["preset"],
+            default_region=options["region"].upper(),
+        )
+        self.stdout.write(f"Created source {source.name} (id {source.pk}).")
+        return source, True

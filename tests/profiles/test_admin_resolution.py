@@ -1,0 +1,101 @@
+"""Merge suggestion admin: who may see the review pages (they show both people's personal data)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
+
+from profiles.models import MergeSuggestion, Profile
+from profiles.services.resolution import (
+    _score_profile_pairs,
+    ruleset_active,
+    ruleset_spec,
+    suggestions_upsert,
+)
+
+CSV = (
+    "customer_id,first_name,last_name,email,phone,birth_date,street,postcode,city,country\n"
+    "C-1,Lena,Müller,lena@example.de,+49 221 1234567,1990-03-14,Hauptstr. 5,10115,Köln,DE\n"
+    "C-2,Lena,Mueller,lena.m@example.org,,1990-03-14,Hauptstraße 5,10115,Koeln,DE\n"
+)
+
+
+@pytest.fixture
+def user_with_role(db):
+    def make(role: str) -> User:
+        user = User.objects.create_user(username=role.lower().replace(" ", "-"), password="pw")
+        user.is_staff = True
+        user.save()
+        user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def suggestion(make_source, import_csv) -> MergeSuggestion:
+    import_csv(make_source(), CSV)
+    left, right = sorted(Profile.objects.values_list("pk", flat=True))
+    suggestions_upsert(
+        suggestions=_score_profile_pairs([(left, right)], ruleset_spec(ruleset_active()))
+    )
+    return MergeSuggestion.objects.get()
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [
+        ("Data Steward", 200),
+        ("Marketer", 403),
+        ("Privacy Officer", 403),
+        ("Data Engineer", 403),
+    ],
+)
+def test_review_page_is_shown_only_to_roles_that_may_view_suggestions(
+    client, user_with_role, suggestion, role, status
+):
+    client.force_login(user_with_role(role))
+    url = reverse("admin:profiles_mergesuggestion_review", args=[suggestion.pk])
+    response = client.get(url)
+    assert response.status_code == status
+    body = response.content.decode()
+    assert ("lena.m@example.org" in body) is (status == 200)
+    assert ("lena@example.de" in body) is (status == 200)
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [("Data Steward", 302), ("Marketer", 403), ("Privacy Officer", 403), ("Data Engineer", 403)],
+)
+def test_review_next_is_refused_to_roles_that_may_not_view_suggestions(
+    client, user_with_role, suggestion, role, status
+):
+    client.force_login(user_with_role(role))
+    response = client.get(reverse("admin:profiles_mergesuggestion_next"))
+    assert response.status_code == status
+    if status == 302:
+        review = reverse("admin:profiles_mergesuggestion_review", args=[suggestion.pk])
+        assert response["Location"] == review
+
+
+@pytest.mark.parametrize("role", ["Marketer", "Privacy Officer", "Data Engineer"])
+def test_roles_without_change_permission_cannot_decide_or_bulk_accept(
+    client, user_with_role, suggestion, role
+):
+    client.force_login(user_with_role(role))
+    review = reverse("admin:profiles_mergesuggestion_review", args=[suggestion.pk])
+    assert client.post(review, {"decision": "accept"}).status_code == 403
+    bulk = reverse("admin:profiles_mergesuggestion_bulk")
+    assert client.post(bulk, {"min_score": "0"}).status_code == 403
+    suggestion.refresh_from_db()
+    assert suggestion.status == MergeSuggestion.Status.PENDING
+    assert Profile.objects.count() == 2
+
+
+def test_bulk_accept_form_is_outside_the_changelist_form(client, user_with_role, suggestion):
+    client.force_login(user_with_role("Data Steward"))
+    body = client.get(reverse("admin:profiles_mergesuggestion_changelist")).content.decode()
+    bulk = body.index('id="bulk-accept-form"')
+    changelist = body.index('id="changelist-form"')
+    assert bulk < body.index("</form>", bulk) < changelist
