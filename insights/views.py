@@ -12,6 +12,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from insights.models import InsightRun
@@ -48,7 +49,12 @@ def dashboard_refresh_view(request, admin_site):
     messages.success(
         request, f"Insight run #{run.pk} is queued; the dashboards update when it ends."
     )
-    return HttpResponseRedirect(request.POST.get("next") or reverse("admin:insights_dashboard"))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("admin:insights_dashboard")
+    return HttpResponseRedirect(target)
 
 
 def profile_360_view(request, admin_site, profile_id: int):

@@ -362,3 +362,18 @@ def test_profile_360_shows_each_part_only_to_roles_that_may_view_its_rows(
     assert content.count("Not shown to your role.") == len([p for p in parts if parts[p] is None])
     anonymous_id = merged_person.identities.get(type="anonymous_id").raw_value
     assert (f"<td>{anonymous_id}</td>" in content) == ("identities" in shown)
+
+
+@pytest.mark.parametrize(
+    "next_url, expected",
+    [
+        ("/admin/insights/profileinsight/dashboards/value/",) * 2,
+        ("https://evil.example/phish", None),
+        ("//evil.example/phish", None),
+    ],
+)
+def test_dashboard_refresh_redirects_only_inside_the_site(client, staff, next_url, expected):
+    client.force_login(staff("Marketer"))
+    response = client.post(reverse("admin:insights_dashboard_refresh"), {"next": next_url})
+    assert response.status_code == 302
+    assert response["Location"] == (expected or reverse("admin:insights_dashboard"))
