@@ -37,8 +37,10 @@ DATE_ORDER_LABELS = {
 def mapping_suggestions(run: ImportRun, headers: list[str]) -> list[Suggestion]:
     """The saved mapping where the source has one (new columns suggested), else a suggestion."""
     source = run.source
-    suggested = suggest_specs(headers, source.preset)
     saved = {m.source_field: m for m in source.mappings.all()}
+    # A new column is never suggested for an attribute a saved column already maps to.
+    taken = frozenset(m.target for m in saved.values() if m.source_field in headers)
+    suggested = suggest_specs(headers, source.preset, taken=taken)
     if not saved:
         return suggested
     result = []

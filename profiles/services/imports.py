@@ -40,6 +40,7 @@ from profiles.services.mapping import (
     date_order_from_evidence,
     default_specs,
     map_row,
+    mapping_conflicts,
     preset_constant_specs,
     stable_hash,
 )
@@ -521,7 +522,10 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
 
 def mapping_save(*, source: DataSource, specs: list[FieldSpec], actor=None) -> None:
     """Replace the source's saved mapping with these specs (constant preset specs excluded:
-    they are derived from each file)."""
+    they are derived from each file). ValueError when two columns share a target."""
+    problems = mapping_conflicts(specs)
+    if problems:
+        raise ValueError(" ".join(problems))
     with transaction.atomic():
         source.mappings.all().delete()
         FieldMapping.objects.bulk_create(

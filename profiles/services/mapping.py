@@ -455,6 +455,44 @@ def _key_part(value: str) -> str:
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
+def mapping_conflicts(specs: list[FieldSpec]) -> list[str]:
+    """Why a mapping cannot be saved: each target (attribute or custom trait) taken by more than
+    one column, as a message naming the columns. Empty when the mapping is sound.
+
+    A row holds one value per attribute, so two columns on one target would overwrite each
+    other (or, for ``email``/``phone``, turn one column's values into invalid identities and
+    reject every row). Several columns may yield the same *identity type*: one column on the
+    canonical attribute, the others on custom traits with that identity type. Constant preset
+    mappings are not columns and are left out (they never override a mapped column).
+    """
+    columns: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.constant is None:
+            columns.setdefault(spec.target, []).append(spec.column)
+    problems = []
+    for target, names in columns.items():
+        if len(names) < 2:
+            continue
+        listed = ", ".join(names[:-1]) + " and " + names[-1]
+        listed += " are both" if len(names) == 2 else " are all"
+        if target.startswith(TRAIT_PREFIX):
+            problems.append(
+                f"{listed} mapped to the custom trait {target[len(TRAIT_PREFIX) :]}: "
+                "a trait takes one column. Give each its own trait name."
+            )
+            continue
+        attr = CANONICAL_ATTRIBUTES.get(target)
+        label = f"{attr.label} ({target})" if attr else target
+        hint = (
+            " To keep another column as an identity too, map it to a custom trait and choose "
+            "its identity type."
+            if attr and attr.identifier
+            else ""
+        )
+        problems.append(f"{listed} mapped to {label}: an attribute takes one column.{hint}")
+    return problems
+
+
 def date_columns(specs: list[FieldSpec]) -> list[str]:
     """Columns mapped to a date attribute without an explicit format: their order is inferred."""
     return [
@@ -492,8 +530,12 @@ def _attribute_aliases() -> dict[str, list[str]]:
     return aliases
 
 
-def suggest_specs(headers: list[str], preset: str = "") -> list[Suggestion]:
+def suggest_specs(
+    headers: list[str], preset: str = "", *, taken: frozenset[str] = frozenset()
+) -> list[Suggestion]:
     """Suggest a mapping for these headers: preset columns, else fuzzy match to attributes.
+
+    ``taken``: attributes already mapped elsewhere (a source's saved mapping); never suggested.
 
     Each header is scored against every canonical attribute's name, label and synonyms
     (thefuzz ratio and token-sort ratio, so word order and punctuation do not matter). Pairs are
@@ -503,7 +545,7 @@ def suggest_specs(headers: list[str], preset: str = "") -> list[Suggestion]:
     preset_columns = {p.column: p for p in PRESETS.get(preset, [])}
     aliases = _attribute_aliases()
     result: dict[str, Suggestion] = {}
-    taken: set[str] = set()
+    taken = set(taken)
     scored: list[tuple[int, int, str, str, str]] = []
     for index, header in enumerate(headers):
         p = preset_columns.get(header)

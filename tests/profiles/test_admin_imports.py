@@ -304,3 +304,84 @@ def test_data_engineer_maps_a_custom_trait_transform_and_identity_type(
     assert list(profile.identities.filter(type="customer_id").values_list("key", flat=True)) == [
         "00042"
     ]
+
+
+# --- one column per attribute ------------------------------------------------------------------
+
+CONTACTS = (
+    "Kundennummer;E-Mail;Telefon;Zweit-E-Mail\n"
+    "00042;ann@example.de;030 123456;ann.private@example.com\n"
+)
+
+
+def test_two_columns_mapped_to_one_attribute_are_refused_naming_both_and_nothing_is_saved(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=CONTACTS)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+        "E-Mail": {"target": "email", "number_locale": "en"},
+        "Telefon": {"target": "email", "number_locale": "en"},
+        "Zweit-E-Mail": {"target": "__trait__", "trait": "email_2", "number_locale": "en"},
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, mapping_post(run, mapping, start="1"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count("E-Mail and Telefon are both mapped to E-mail (email)") == 1
+    partial = admin_client.post(url, mapping_post(run, mapping), headers={"HX-Request": "true"})
+    assert 'id="mapping-errors"' in partial.content.decode()
+    assert "E-Mail and Telefon are both mapped to E-mail (email)" in partial.content.decode()
+    assert not FieldMapping.objects.exists()
+    run.refresh_from_db()
+    assert (run.status, queued) == ("draft", [])
+
+
+def test_several_email_columns_are_identities_one_canonical_the_others_traits(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=CONTACTS)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+        "E-Mail": {"target": "email", "number_locale": "en"},
+        "Telefon": {"target": "phone", "number_locale": "en"},
+        "Zweit-E-Mail": {"target": "__trait__", "trait": "email_2", "identifier_type": "email",
+                         "number_locale": "en"},
+    }  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, mapping_post(run, mapping, start="1"))
+    import_run_execute(run=run)
+
+    profile = Profile.objects.get()
+    emails = sorted(profile.identities.filter(type="email").values_list("key", flat=True))
+    assert emails == ["ann.private@example.com", "ann@example.de"]
+    assert profile.email == "ann@example.de"
+
+
+def test_two_columns_mapped_to_one_custom_trait_are_refused(admin_client, make_source, queued):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=CONTACTS)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+        "E-Mail": {"target": "email", "number_locale": "en"},
+        "Telefon": {"target": "__trait__", "trait": "contact", "number_locale": "en"},
+        "Zweit-E-Mail": {"target": "__trait__", "trait": "Contact", "number_locale": "en"},
+    }
+
+    response = admin_client.post(url, mapping_post(run, mapping, start="1"))
+
+    assert "Telefon and Zweit-E-Mail are both mapped to the custom trait contact" in (
+        response.content.decode()
+    )
+    assert not FieldMapping.objects.exists()

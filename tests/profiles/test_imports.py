@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cdp.models import AuditEvent
 from profiles.models import (
     FieldMapping,
@@ -443,3 +445,15 @@ def test_a_full_batch_of_new_people_against_existing_profiles_resolves(make_sour
     assert Profile.objects.filter(source_records__external_key="K00042").get().email == (
         "p42@example.com"
     )
+
+
+def test_mapping_save_refuses_two_columns_on_one_attribute(make_source):
+    source = make_source(name="crm")
+
+    with pytest.raises(ValueError, match="E-Mail and Telefon are both mapped to E-mail"):
+        mapping_save(
+            source=source,
+            specs=[FieldSpec("E-Mail", "email"), FieldSpec("Telefon", "email")],
+        )
+
+    assert not source.mappings.exists()

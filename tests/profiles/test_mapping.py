@@ -14,6 +14,7 @@ from profiles.services.mapping import (
     convert_value,
     default_specs,
     map_row,
+    mapping_conflicts,
     parse_iso_date,
     parse_number,
     stable_hash,
@@ -288,3 +289,39 @@ def test_map_row_custom_traits_keep_their_text():
     record = map_row(canonical(email="a@example.com", **{"Loyalty Tier": " Gold "}), specs)
     assert record.traits == {"loyalty_tier": "Gold"}
     assert record.attributes == {"email": "a@example.com"}
+
+
+# --- one column per target -------------------------------------------------------------------
+
+
+def test_mapping_conflicts_name_every_column_of_a_shared_target():
+    specs = [
+        FieldSpec("E-Mail", "email"),
+        FieldSpec("Telefon", "email"),
+        FieldSpec("Mail 2", "email"),
+        FieldSpec("Notiz", "trait:note"),
+        FieldSpec("Bemerkung", "trait:note"),
+        FieldSpec("Kundennummer", "customer_id", is_key=True),
+        FieldSpec("Zweit-E-Mail", "trait:email_2", identifier="email"),
+        FieldSpec("=subscribed", "email_subscription_status"),
+    ]
+
+    assert mapping_conflicts(specs) == [
+        "E-Mail, Telefon and Mail 2 are all mapped to E-mail (email): an attribute takes one "
+        "column. To keep another column as an identity too, map it to a custom trait and choose "
+        "its identity type.",
+        "Notiz and Bemerkung are both mapped to the custom trait note: a trait takes one "
+        "column. Give each its own trait name.",
+    ]
+
+
+def test_a_sound_mapping_has_no_conflicts_even_with_repeated_identity_types():
+    specs = [
+        FieldSpec("E-Mail", "email"),
+        FieldSpec("Zweit-E-Mail", "trait:email_2", identifier="email"),
+        FieldSpec("Dritt-E-Mail", "trait:email_3", identifier="email"),
+        FieldSpec("Nr", "customer_id", is_key=True),
+        FieldSpec("Filiale", "trait:branch", is_key=True),
+    ]
+
+    assert mapping_conflicts(specs) == []
