@@ -315,17 +315,18 @@ def _two_digit_year(year: int) -> int:
 
 
 _DE_NUMBER = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?")
-_EN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_EN_NUMBER = re.compile(r"[+-]?((\d{1,3}(,\d{3})+|\d+)(\.\d*)?|\.\d+)")
+_NUMBER_SPACES = str.maketrans("", "", " \u00a0\u202f")
 
 
 def parse_number(text: str, locale: str = NumberLocale.EN) -> float:
     """A number in the mapping's locale; a separator that does not fit is an error, never a guess.
 
-    ``en``: a decimal point and no thousands separators (``1234.50``). ``de``: a decimal
-    comma with optional dot thousands separators (``1.234,50``). Spaces (also no-break) between
-    digit groups are ignored in both.
+    ``en``: a decimal point with optional comma thousands separators (``1,234.50``; ``1,234`` is
+    1234). ``de``: a decimal comma with optional dot thousands separators (``1.234,50``;
+    ``1.234`` is 1234). Spaces (also no-break) between digit groups are ignored in both.
     """
-    cleaned = text.replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
+    cleaned = text.translate(_NUMBER_SPACES)
     if locale == NumberLocale.DE:
         if not _DE_NUMBER.fullmatch(cleaned):
             raise InvalidValue(
@@ -333,8 +334,58 @@ def parse_number(text: str, locale: str = NumberLocale.EN) -> float:
             )
         return float(cleaned.replace(".", "").replace(",", "."))
     if not _EN_NUMBER.fullmatch(cleaned):
-        raise InvalidValue(f"{text!r} is not a number (use a decimal point, no separators)")
-    return float(cleaned)
+        if _DE_NUMBER.fullmatch(cleaned):
+            raise InvalidValue(
+                f"{text!r} is not a number with a decimal point (e.g. 1,234.50); for a "
+                "decimal comma choose the number format 1.234,50 in the mapping"
+            )
+        raise InvalidValue(f"{text!r} is not a number (decimal point, e.g. 1,234.50)")
+    return float(cleaned.replace(",", ""))
+
+
+NUMBER_CONFLICT = "conflict"
+
+
+def number_evidence(text: str) -> str:
+    """What one value says about its column's decimal separator.
+
+    ``de`` (a decimal comma: ``12,5``, ``1.234,56``, ``1.234.567``), ``en`` (a decimal point:
+    ``12.5``, ``1,234.50``, ``1,234,567``), ``comma3``/``dot3`` (one separator followed by
+    exactly three digits, ``1,234``/``1.234``: a thousands or a decimal separator) or ``""``
+    (no separator, or not a number).
+    """
+    cleaned = text.strip().translate(_NUMBER_SPACES).lstrip("+-")
+    if not cleaned or not re.fullmatch(r"[\d.,]+", cleaned):
+        return ""
+    if "," in cleaned and "." in cleaned:
+        return NumberLocale.DE if cleaned.rfind(",") > cleaned.rfind(".") else NumberLocale.EN
+    separator = "," if "," in cleaned else "." if "." in cleaned else ""
+    if not separator:
+        return ""
+    groups = cleaned.split(separator)
+    if len(groups) > 2:  # several of one separator: thousands separators
+        return NumberLocale.EN if separator == "," else NumberLocale.DE
+    if len(groups[1]) == 3 and 1 <= len(groups[0]) <= 3:
+        return "comma3" if separator == "," else "dot3"
+    return NumberLocale.DE if separator == "," else NumberLocale.EN
+
+
+def number_locale_from_evidence(evidence: set[str], *, delimiter: str = ",") -> str:
+    """The number format of a whole column from the evidence of all its values.
+
+    A value that settles it decides (``de`` or ``en``; both: ``conflict``). When every value is
+    ambiguous (``1,234``, ``1.234``), a semicolon-delimited file is read with a decimal comma
+    (the format of the locales whose spreadsheets write semicolons), any other with a decimal
+    point. ``""`` when no value has a separator.
+    """
+    settled = evidence & {NumberLocale.DE, NumberLocale.EN}
+    if len(settled) == 2:
+        return NUMBER_CONFLICT
+    if settled:
+        return str(settled.pop())
+    if evidence & {"comma3", "dot3"}:
+        return NumberLocale.DE if delimiter == ";" else NumberLocale.EN
+    return ""
 
 
 _REASONS = {
@@ -491,6 +542,17 @@ def mapping_conflicts(specs: list[FieldSpec]) -> list[str]:
         )
         problems.append(f"{listed} mapped to {label}: an attribute takes one column.{hint}")
     return problems
+
+
+def number_columns(specs: list[FieldSpec]) -> list[str]:
+    """Columns mapped to a number attribute: their number format is inferred (a suggestion)."""
+    return [
+        s.column
+        for s in specs
+        if s.constant is None
+        and (attr := CANONICAL_ATTRIBUTES.get(s.target)) is not None
+        and attr.type in (AttributeType.NUMBER, AttributeType.INTEGER)
+    ]
 
 
 def date_columns(specs: list[FieldSpec]) -> list[str]:

@@ -78,8 +78,9 @@ def test_upload_creates_a_draft_and_shows_the_suggested_mapping_with_a_preview(
     assert '<strong id="fmt-delimiter">;</strong>' in html
     assert '<strong id="fmt-rows">2</strong>' in html
     assert escape("<b>Ann</b>") in html and "<b>Ann</b>" not in html
-    # Umsatz is suggested as total_spent in the default locale: the preview shows the error.
-    assert "is not a number (use a decimal point" in html
+    # Umsatz is suggested as total_spent, read with the decimal comma the column shows.
+    assert forms["Umsatz"]["number_locale"].value() == "de"
+    assert "total_spent = <code>1234.5</code>" in html
     assert "Geburtsdatum</strong>: day first" in html
     assert queued == [] and Profile.objects.count() == 0
 
@@ -210,13 +211,17 @@ def test_browser_upload_map_start_and_watch_the_progress_bar(live_server, make_s
             files=[{"name": "kunden.csv", "mimeType": "text/csv", "buffer": CONTENT.encode()}],
         )
         page.click("input[type=submit]")
-        expect(page.locator("#preview-table")).to_contain_text("is not a number")
+        # The decimal comma the column shows is suggested.
+        expect(page.locator("#preview-table")).to_contain_text("total_spent = 1234.5")
+        expect(page.locator("#number-locales")).to_contain_text("Umsatz: decimal comma")
         # htmx binds its triggers once the page has loaded (its script is deferred): a change
         # made before that would send nothing (seen on a loaded machine).
         page.wait_for_load_state("load")
         page.wait_for_function("() => window.htmx !== undefined")
         # Changing the number format swaps in a new preview through htmx, no page load.
         row = page.locator("tr[data-column='Umsatz']")
+        row.locator("select[name$='-number_locale']").select_option("en")
+        expect(page.locator("#preview-table")).to_contain_text("is not a number", timeout=10_000)
         row.locator("select[name$='-number_locale']").select_option("de")
         expect(page.locator("#preview-table")).to_contain_text(
             "total_spent = 1234.5", timeout=10_000
@@ -385,3 +390,47 @@ def test_two_columns_mapped_to_one_custom_trait_are_refused(admin_client, make_s
         response.content.decode()
     )
     assert not FieldMapping.objects.exists()
+
+
+# --- number format -------------------------------------------------------------------------
+
+CRM_CP1252 = (
+    "Vorname;E-Mail;Umsatz;Kundennummer\n"
+    "Jürgen;juergen@example.de;1.234,56;K-1001\n"
+    "Anna;anna@example.at;12,5;K-1002\n"
+    "Eva;eva@example.de;nope;K-1003\n"
+).encode("cp1252")
+
+
+def test_decimal_comma_is_suggested_from_the_file_shown_in_the_preview_and_changeable(
+    admin_client, make_source, queued
+):
+    source = make_source(name="crm")
+    admin_client.post(
+        reverse("admin:profiles_importrun_add"),
+        {"source": source.pk, "file": SimpleUploadedFile("crm.csv", CRM_CP1252)},
+    )
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+
+    page = admin_client.get(url)
+
+    html = page.content.decode()
+    forms = {f["column"].value(): f for f in page.context["formset"]}
+    assert (run.status, forms["Umsatz"]["number_locale"].value()) == ("draft", "de")
+    assert "<strong>Umsatz</strong>: decimal comma (1.234,50), suggested by the column" in html
+    assert "total_spent = <code>1234.56</code>" in html
+    assert "total_spent = <code>12.5</code>" in html
+    assert "Rejected (invalid_number): Umsatz: &#x27;nope&#x27; is not a number" in html
+
+    mapping = {
+        "Vorname": {"target": "first_name"},
+        "E-Mail": {"target": "email"},
+        "Umsatz": {"target": "total_spent", "number_locale": "en"},
+        "Kundennummer": {"target": "customer_id", "is_key": "on"},
+    }
+    partial = admin_client.post(url, mapping_post(run, mapping), headers={"HX-Request": "true"})
+
+    html = partial.content.decode()
+    assert "Rejected (invalid_number): Umsatz: &#x27;1.234,56&#x27; is not a number" in html
+    assert "the mapping reads it with a decimal point" in html

@@ -15,6 +15,8 @@ from profiles.services.mapping import (
     default_specs,
     map_row,
     mapping_conflicts,
+    number_evidence,
+    number_locale_from_evidence,
     parse_iso_date,
     parse_number,
     stable_hash,
@@ -105,16 +107,52 @@ def test_apply_transform(value, transform, expected):
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("12.50", 12.5), ("-3", -3.0), (".5", 0.5), ("1\u00a0000", 1000.0)]
+    ("text", "expected"),
+    [
+        ("12.50", 12.5),
+        ("-3", -3.0),
+        (".5", 0.5),
+        ("1\u00a0000", 1000.0),
+        ("1,234.50", 1234.5),
+        ("1,234", 1234.0),
+        ("12,345,678.9", 12345678.9),
+        ("1.234", 1.234),
+    ],
 )
-def test_parse_number_reads_a_decimal_point(text, expected):
+def test_parse_number_reads_a_decimal_point_and_comma_thousands(text, expected):
     assert parse_number(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1,234.50", "12,5", "12.5.1", "abc"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1.234,56", 1234.56), ("12,5", 12.5), ("1.234", 1234.0), ("1.234.567", 1234567.0)],
+)
+def test_parse_number_reads_a_decimal_comma_and_dot_thousands_in_de(text, expected):
+    assert parse_number(text, "de") == expected
+
+
+@pytest.mark.parametrize("text", ["12,5", "1.234,50", "12.5.1", "1,23.4", "12,34", "abc"])
 def test_parse_number_never_guesses_separators(text):
     with pytest.raises(ValueError, match="is not a number"):
         parse_number(text)
+
+
+@pytest.mark.parametrize(
+    ("values", "delimiter", "expected"),
+    [
+        (["1.234,56", "12,5", "3"], ";", "de"),  # decimal comma shown
+        (["1.234,56"], ",", "de"),  # quoted in a comma file: still a decimal comma
+        (["1,234"], ";", "de"),  # semicolon file: the comma is a decimal comma
+        (["1,234"], ",", "en"),  # comma file: a thousands separator
+        (["1,234.50", "10.00"], ",", "en"),  # Shopify
+        (["1.234.567"], ",", "de"),  # several dots: thousands separators
+        (["12", "300"], ";", ""),  # whole numbers say nothing
+        (["1.234,56", "1,234.50"], ";", "conflict"),
+    ],
+)
+def test_number_locale_is_inferred_from_the_whole_column(values, delimiter, expected):
+    evidence = {number_evidence(v) for v in values}
+    assert number_locale_from_evidence(evidence, delimiter=delimiter) == expected
 
 
 @pytest.mark.parametrize(
@@ -265,7 +303,7 @@ def test_map_row_bad_email_is_a_row_error_naming_the_column():
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        ("Total Spent", "1,234.50", "Total Spent: '1,234.50' is not a number"),
+        ("Total Spent", "1.234,50", "Total Spent: '1.234,50' is not a number"),
         ("Total Orders", "2.5", "Total Orders: '2.5' is not a whole number"),
         ("Accepts Email Marketing", "maybe", "Accepts Email Marketing: 'maybe' is not yes/no"),
         ("Default Address Country Code", "XYZ", "Default Address Country Code: 'XYZ' is not a"),
