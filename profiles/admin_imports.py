@@ -76,6 +76,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         "updated_count",
         "unchanged_count",
         "rejected_count",
+        "suppressed_count",
         "created_at",
     )
     list_filter = ("status", "source")
@@ -89,6 +90,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         "encoding",
         "delimiter",
         "rows_total",
+        "suppressed_count",
         "created_by",
         "created_at",
         "started_at",

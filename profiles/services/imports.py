@@ -480,6 +480,7 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
                 updated_count=F("updated_count") + result.updated,
                 unchanged_count=F("unchanged_count") + result.unchanged,
                 rejected_count=F("rejected_count") + sum(rejected.values()),
+                suppressed_count=F("suppressed_count") + len(suppressed),
                 rejected_reasons=dict(state.reasons),
             )
     except Exception as exc:

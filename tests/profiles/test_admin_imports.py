@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from profiles.models import FieldMapping, ImportRun, Profile
-from profiles.services.imports import import_run_execute
+from profiles.services.imports import import_run_create, import_run_execute, text_file
 
 CONTENT = (
     "Kundennummer;E-Mail-Adresse;Vorname;Umsatz;Geburtsdatum\n"
@@ -434,3 +434,26 @@ def test_decimal_comma_is_suggested_from_the_file_shown_in_the_preview_and_chang
     html = partial.content.decode()
     assert "Rejected (invalid_number): Umsatz: &#x27;1.234,56&#x27; is not a number" in html
     assert "the mapping reads it with a decimal point" in html
+
+
+# --- suppressed rows -----------------------------------------------------------------------
+
+
+def test_the_run_page_and_list_show_the_suppressed_count(admin_client, make_source):
+    from consent.services.suppression import suppression_add
+
+    suppression_add(keys=[("email", "ann@example.de")])
+    source = make_source(name="crm")
+    run = import_run_create(
+        source=source,
+        file=text_file("email;first_name\nann@example.de;Ann\nbob@example.de;Bob\n", "k.csv"),
+        sync=True,
+    )
+
+    page = admin_client.get(reverse("admin:profiles_importrun_change", args=[run.pk]))
+    listing = admin_client.get(reverse("admin:profiles_importrun_changelist"))
+
+    assert (run.created_count, run.suppressed_count) == (1, 1)
+    assert page.context["report"]["suppressed"] == 1
+    assert '<div class="readonly">1</div>' in page.content.decode().split("Suppressed")[1][:200]
+    assert '<td class="field-suppressed_count">1</td>' in listing.content.decode()

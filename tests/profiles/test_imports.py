@@ -457,3 +457,39 @@ def test_mapping_save_refuses_two_columns_on_one_attribute(make_source):
         )
 
     assert not source.mappings.exists()
+
+
+# --- suppression list ----------------------------------------------------------------------
+
+
+def test_rows_of_erased_people_are_counted_as_suppressed_so_the_figures_add_up(
+    make_source, import_csv
+):
+    from consent.services.suppression import suppression_add
+    from profiles.selectors import import_run_report
+
+    suppression_add(keys=[("email", "erased@example.com")])
+    content = (
+        "email,first_name\n"
+        "ann@example.com,Ann\n"
+        "ERASED@example.com,Eve\n"
+        "bad@@example.com,Bad\n"
+        "bob@example.com,Bob\n"
+    )
+
+    run = import_csv(make_source(), content)
+
+    report = import_run_report(run=run)
+    assert {k: report[k] for k in ("read", "created", "unchanged", "rejected", "suppressed")} == {
+        "read": 4,
+        "created": 2,
+        "unchanged": 0,
+        "rejected": 1,
+        "suppressed": 1,
+    }
+    assert report["read"] == sum(
+        report[k] for k in ("created", "updated", "unchanged", "rejected", "suppressed")
+    )
+    assert run.suppressed_count == 1
+    assert RawRecord.objects.filter(import_run=run, status="suppressed").count() == 1
+    assert not Profile.objects.filter(first_name="Eve").exists()
