@@ -457,3 +457,36 @@ def test_the_run_page_and_list_show_the_suppressed_count(admin_client, make_sour
     assert page.context["report"]["suppressed"] == 1
     assert '<div class="readonly">1</div>' in page.content.decode().split("Suppressed")[1][:200]
     assert '<td class="field-suppressed_count">1</td>' in listing.content.decode()
+
+
+# --- custom traits become known from applied rows only -------------------------------------
+
+
+def test_traits_of_a_fully_rejected_file_do_not_reach_the_segment_builder(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    builder = reverse("admin:segments_builder")
+
+    def import_via_admin(content: str, mapping: dict) -> ImportRun:
+        upload(admin_client, source, content=content)
+        run = ImportRun.objects.filter(status="draft").get()
+        url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+        with django_capture_on_commit_callbacks(execute=True):
+            admin_client.post(url, mapping_post(run, mapping, start="1"))
+        return import_run_execute(run=run)
+
+    junk = import_via_admin(
+        "email;\x01\x02junk\nnot-an-email;\x03\nalso@@bad;\x04\n",
+        {"email": {"target": "email"}, "\x01\x02junk": {"target": "__trait__", "trait": "xjunk"}},
+    )
+    assert (junk.created_count, junk.rejected_count) == (0, 2)
+    assert 'data-key="trait:xjunk"' not in admin_client.get(builder).content.decode()
+
+    kept = import_via_admin(
+        "email;Tier\nann@example.de;gold\n",
+        {"email": {"target": "email"}, "Tier": {"target": "__trait__", "trait": "tier"}},
+    )
+    assert kept.created_count == 1
+    html = admin_client.get(builder).content.decode()
+    assert 'data-key="trait:tier"' in html and 'data-key="trait:xjunk"' not in html

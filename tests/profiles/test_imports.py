@@ -493,3 +493,25 @@ def test_rows_of_erased_people_are_counted_as_suppressed_so_the_figures_add_up(
     assert run.suppressed_count == 1
     assert RawRecord.objects.filter(import_run=run, status="suppressed").count() == 1
     assert not Profile.objects.filter(first_name="Eve").exists()
+
+
+def test_mapped_traits_are_known_once_a_row_applied_them_also_beyond_the_recent_sample(
+    make_source, import_csv, django_assert_num_queries
+):
+    from segments.selectors import trait_names_known
+
+    source = make_source()
+    mapping_save(
+        source=source,
+        specs=[
+            FieldSpec("email", "email", is_key=True),
+            FieldSpec("Tier", "trait:tier"),
+            FieldSpec("Unused", "trait:unused"),
+        ],
+    )
+    import_csv(source, "email,Tier,Unused\nann@example.com,gold,\n")
+    import_csv(make_source(), "email,colour\nbob@example.com,blue\n")
+
+    with django_assert_num_queries(3):
+        # the sample holds only Bob's newer record; tier is found through its mapping
+        assert trait_names_known(sample=1) == ["colour", "tier"]
