@@ -371,20 +371,29 @@ def number_evidence(text: str) -> str:
 
 
 def number_locale_from_evidence(evidence: set[str], *, delimiter: str = ",") -> str:
-    """The number format of a whole column from the evidence of all its values.
+    """The number format of a whole column from the evidence of all its values and the
+    file's delimiter.
 
-    A value that settles it decides (``de`` or ``en``; both: ``conflict``). When every value is
-    ambiguous (``1,234``, ``1.234``), a semicolon-delimited file is read with a decimal comma
-    (the format of the locales whose spreadsheets write semicolons), any other with a decimal
-    point. ``""`` when no value has a separator.
+    A decimal comma is only suggested in a file not delimited by commas: the spreadsheets of
+    decimal-comma locales write semicolons (or tabs), and a comma file holds a decimal comma
+    only quoted, which is far more often a mistake than a convention. There a value that
+    settles it decides (``de`` or ``en``; both: ``conflict``) and a column whose values are all
+    ambiguous (``1,234``, ``1.234``) has a decimal comma. In a comma-delimited file a column
+    with numbers is read with a decimal point, unless a value shows a decimal comma (then no
+    suggestion: those rows are rejected with the hint to choose 1.234,50). ``""`` when no
+    value has a separator.
     """
     settled = evidence & {NumberLocale.DE, NumberLocale.EN}
+    if delimiter == ",":
+        if NumberLocale.DE in settled or not evidence - {""}:
+            return ""
+        return NumberLocale.EN
     if len(settled) == 2:
         return NUMBER_CONFLICT
     if settled:
         return str(settled.pop())
     if evidence & {"comma3", "dot3"}:
-        return NumberLocale.DE if delimiter == ";" else NumberLocale.EN
+        return NumberLocale.DE
     return ""
 
 

@@ -141,11 +141,13 @@ def test_parse_number_never_guesses_separators(text):
     ("values", "delimiter", "expected"),
     [
         (["1.234,56", "12,5", "3"], ";", "de"),  # decimal comma shown
-        (["1.234,56"], ",", "de"),  # quoted in a comma file: still a decimal comma
         (["1,234"], ";", "de"),  # semicolon file: the comma is a decimal comma
+        (["1.234"], ";", "de"),  # semicolon file: a dot thousands separator
+        (["1.234.567", "3"], "\t", "de"),  # several dots: thousands separators
+        (["12.5", "1.234"], ";", "en"),  # a decimal point shown
         (["1,234"], ",", "en"),  # comma file: a thousands separator
         (["1,234.50", "10.00"], ",", "en"),  # Shopify
-        (["1.234.567"], ",", "de"),  # several dots: thousands separators
+        (["1.234,56", "10.00"], ",", ""),  # a quoted decimal comma in a comma file: no guess
         (["12", "300"], ";", ""),  # whole numbers say nothing
         (["1.234,56", "1,234.50"], ";", "conflict"),
     ],
