@@ -13,11 +13,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from activation.models import (
-    ATTRIBUTE_NAME,
     Activation,
     ActivationRun,
     DeliveryBatch,
     Destination,
+    attribute_problems,
 )
 from activation.selectors import activation_overview
 from activation.services.files import resolve_export
@@ -83,7 +83,8 @@ class ActivationForm(forms.ModelForm):
     )
     custom_attributes = forms.CharField(
         required=False,
-        help_text="More attributes or traits, comma-separated (e.g. trait:loyalty_tier).",
+        help_text="More profile attributes by name, comma-separated (e.g. postcode); "
+        "custom traits and insights are not sent.",
     )
 
     class Meta:
@@ -111,13 +112,12 @@ class ActivationForm(forms.ModelForm):
         custom = [
             a.strip() for a in (cleaned.get("custom_attributes") or "").split(",") if a.strip()
         ]
-        bad = [a for a in custom if not ATTRIBUTE_NAME.match(a)]
-        if bad:
-            self.add_error(
-                "custom_attributes",
-                f"Not attribute names: {', '.join(bad)}. "
-                "A list of attribute names, e.g. first_name or trait:tier.",
-            )
+        problems = attribute_problems(custom)
+        if problems:
+            self.add_error("custom_attributes", problems)
+            # The model's own check (same rule) would name ``attributes``, which this form
+            # shows as two fields: the form is invalid already, nothing is saved.
+            self.instance.attributes = []
             return cleaned
         self.instance.attributes = list(
             dict.fromkeys([*(cleaned.get("standard_attributes") or []), *custom])

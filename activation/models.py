@@ -7,6 +7,7 @@ which changes-only runs compute added / updated / removed set-based.
 
 from __future__ import annotations
 
+import difflib
 import re
 import secrets
 import uuid
@@ -100,6 +101,43 @@ class Destination(models.Model):
 ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[a-z0-9_]+)?$")
 
 
+def attribute_problems(names: object) -> list[str]:
+    """Why an activation's attribute list cannot be exported; empty when every name can be.
+
+    An export reads each attribute from the profile (activation.selectors.activation_rows):
+    the canonical attributes of profiles/constants.py (docs/attributes.md), which survivorship
+    puts on every profile. Any other name would be an empty column, so it is refused: an
+    unknown name (with the closest attribute when there is one), and names of other kinds
+    (``trait:...``, ``insight:...``), which are not on the profile.
+    """
+    from profiles.constants import CANONICAL_ATTRIBUTES
+
+    if not isinstance(names, list) or not all(isinstance(a, str) for a in names):
+        return ["A list of attribute names, e.g. first_name or postcode."]
+    bad = [a for a in names if not ATTRIBUTE_NAME.match(a)]
+    if bad:
+        return [
+            f"Not attribute names: {', '.join(bad)}. "
+            "A list of attribute names, e.g. first_name or postcode."
+        ]
+    problems = []
+    unknown = []
+    for name in names:
+        if name in CANONICAL_ATTRIBUTES or ":" in name:
+            continue
+        close = difflib.get_close_matches(name, list(CANONICAL_ATTRIBUTES), n=1, cutoff=0.8)
+        unknown.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    if unknown:
+        problems.append(f"Unknown attributes: {', '.join(unknown)}.")
+    other = [a for a in names if ":" in a]
+    if other:
+        problems.append(
+            f"{', '.join(other)}: only profile attributes are sent; custom traits and "
+            "insights are not on the profile, so they would be empty columns."
+        )
+    return problems
+
+
 class Activation(models.Model):
     """A segment sent to a destination with chosen attributes, contact point, schedule and mode."""
 
@@ -147,12 +185,9 @@ class Activation(models.Model):
         return self.name
 
     def clean(self) -> None:
-        if not isinstance(self.attributes, list) or not all(
-            isinstance(a, str) and ATTRIBUTE_NAME.match(a) for a in self.attributes
-        ):
-            raise ValidationError(
-                {"attributes": "A list of attribute names, e.g. first_name or trait:tier."}
-            )
+        problems = attribute_problems(self.attributes)
+        if problems:
+            raise ValidationError({"attributes": problems})
 
 
 class ActivationRun(models.Model):

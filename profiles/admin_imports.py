@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from profiles.constants import CANONICAL_ATTRIBUTES, DateOrder
+from profiles.constants import CANONICAL_ATTRIBUTES, DateOrder, NumberLocale
 from profiles.forms import ColumnMappingForm, ColumnMappingFormSet, ImportUploadForm
 from profiles.models import ImportRun, RawRecord
 from profiles.selectors import import_run_rejected_csv_lines, import_run_report
@@ -23,8 +23,9 @@ from profiles.services.imports import (
     import_run_start,
     mapping_save,
     scan_file,
+    with_number_locales,
 )
-from profiles.services.mapping import FieldSpec, Suggestion, suggest_specs
+from profiles.services.mapping import NUMBER_CONFLICT, FieldSpec, Suggestion, suggest_specs
 
 DATE_ORDER_LABELS = {
     DateOrder.DAY_FIRST: "day first (inferred from the column)",
@@ -37,8 +38,10 @@ DATE_ORDER_LABELS = {
 def mapping_suggestions(run: ImportRun, headers: list[str]) -> list[Suggestion]:
     """The saved mapping where the source has one (new columns suggested), else a suggestion."""
     source = run.source
-    suggested = suggest_specs(headers, source.preset)
     saved = {m.source_field: m for m in source.mappings.all()}
+    # A new column is never suggested for an attribute a saved column already maps to.
+    taken = frozenset(m.target for m in saved.values() if m.source_field in headers)
+    suggested = suggest_specs(headers, source.preset, taken=taken)
     if not saved:
         return suggested
     result = []
@@ -73,6 +76,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         "updated_count",
         "unchanged_count",
         "rejected_count",
+        "suppressed_count",
         "created_at",
     )
     list_filter = ("status", "source")
@@ -83,7 +87,8 @@ class ImportRunAdmin(admin.ModelAdmin):
     # (_progress.html), not in the fieldset, where it would stay as it was when the page loaded.
     exclude = (
         "status", "rows_total", "rows_done", "created_count", "updated_count", "unchanged_count",
-        "rejected_count", "rejected_reasons", "error", "started_at", "finished_at",
+        "rejected_count", "suppressed_count", "rejected_reasons", "error", "started_at",
+        "finished_at",
     )  # fmt: skip
     readonly_fields = (
         "source",
@@ -152,12 +157,29 @@ class ImportRunAdmin(admin.ModelAdmin):
         run = get_object_or_404(ImportRun.objects.select_related("source"), pk=run_id)
         if run.status != ImportRun.Status.DRAFT:
             return HttpResponseRedirect(reverse("admin:profiles_importrun_change", args=[run.pk]))
+        suggested: dict[str, list[Suggestion]] = {}
+
+        def suggested_specs(headers: list[str]) -> list[FieldSpec]:
+            suggested["all"] = mapping_suggestions(run, headers)
+            return [s.spec for s in suggested["all"]]
+
         try:
-            fmt = scan_file(run.file.path, encoding=run.encoding, delimiter=run.delimiter)
+            fmt = scan_file(
+                run.file.path,
+                encoding=run.encoding,
+                delimiter=run.delimiter,
+                specs_for=suggested_specs,
+            )
         except (ImportError_, UnicodeDecodeError) as exc:
             messages.error(request, f"The file cannot be read: {exc}")
             return HttpResponseRedirect(reverse("admin:profiles_importrun_add"))
-        suggestions = mapping_suggestions(run, fmt.headers)
+        # The number format each number column shows is suggested, also over a saved mapping
+        # (a value the saved format cannot read would be rejected anyway); it stays changeable.
+        suggestions = [
+            Suggestion(spec, s.score, s.reason)
+            for s in suggested["all"]
+            for spec in with_number_locales([s.spec], fmt.number_locales)
+        ]
         constants = [s for s in suggestions if s.spec.constant is not None]
         columns = [s for s in suggestions if s.spec.constant is None]
         if request.method == "POST":
@@ -217,6 +239,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                 (column, DATE_ORDER_LABELS.get(order, order))
                 for column, order in (preview.fmt.date_orders.items() if preview else [])
             ],
+            "number_locales": _number_locale_notes(preview, specs) if preview else [],
             "attributes": CANONICAL_ATTRIBUTES,
         }
         template = (
@@ -286,6 +309,26 @@ class ImportRunAdmin(admin.ModelAdmin):
             ((r.row_number, r.error, json.dumps(r.payload, ensure_ascii=False)) for r in rows),
         )
         return format_html('{}<a href="{}">All rejected rows of this import</a>', table, link)
+
+
+NUMBER_LOCALE_LABELS = {
+    NumberLocale.DE: "decimal comma (1.234,50), suggested by the column",
+    NumberLocale.EN: "decimal point (1,234.50), suggested by the column",
+    NUMBER_CONFLICT: "contradictory: both decimal commas and decimal points occur",
+}
+MAPPED_LOCALE = {NumberLocale.DE: "a decimal comma", NumberLocale.EN: "a decimal point"}
+
+
+def _number_locale_notes(preview, specs: list[FieldSpec]) -> list[tuple[str, str]]:
+    """(column, what its values show, and how the mapping differs) for each number column."""
+    mapped = {s.column: s.number_locale or NumberLocale.EN for s in specs}
+    notes = []
+    for column, locale in preview.fmt.number_locales.items():
+        label = NUMBER_LOCALE_LABELS.get(locale, locale)
+        if locale in MAPPED_LOCALE and mapped.get(column) != locale:
+            label += f"; the mapping reads it with {MAPPED_LOCALE[mapped.get(column)]}"
+        notes.append((column, label))
+    return notes
 
 
 def _preview_rows(preview) -> list[dict]:

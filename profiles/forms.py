@@ -15,7 +15,7 @@ from profiles.constants import (
 )
 from profiles.models import DataSource
 from profiles.services.imports import DELIMITER_CHOICES, ENCODING_CHOICES
-from profiles.services.mapping import FieldSpec, trait_name
+from profiles.services.mapping import FieldSpec, mapping_conflicts, trait_name
 
 TRAIT = "__trait__"
 SKIP = "__skip__"
@@ -96,4 +96,18 @@ class ColumnMappingForm(forms.Form):
         )
 
 
-ColumnMappingFormSet = forms.formset_factory(ColumnMappingForm, extra=0)
+class BaseColumnMappingFormSet(forms.BaseFormSet):
+    """All columns together: each attribute or custom trait takes at most one column."""
+
+    def clean(self):
+        if any(self.errors):
+            return
+        specs = [spec for form in self.forms if (spec := form.spec()) is not None]
+        problems = mapping_conflicts(specs)
+        if problems:
+            raise forms.ValidationError(problems)
+
+
+ColumnMappingFormSet = forms.formset_factory(
+    ColumnMappingForm, formset=BaseColumnMappingFormSet, extra=0
+)

@@ -128,6 +128,11 @@ class ImportRun(models.Model):
     updated_count = models.PositiveIntegerField(default=0)
     unchanged_count = models.PositiveIntegerField(default=0)
     rejected_count = models.PositiveIntegerField(default=0)
+    suppressed_count = models.PositiveIntegerField(
+        "suppressed",
+        default=0,
+        help_text="Rows of erased people (suppression list): landed without payload, not applied.",
+    )
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

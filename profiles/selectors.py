@@ -100,7 +100,11 @@ def merge_suggestion_sides(*, suggestion) -> list[dict]:
 
 
 def import_run_report(*, run) -> dict:
-    """The final report of an import: counts, rejected rows by reason, formats detected."""
+    """The final report of an import: counts, rejected rows by reason, formats detected.
+
+    Every row read is counted once: read = created + updated + unchanged + rejected +
+    suppressed (rows of erased people, dropped by the suppression list).
+    """
     reasons = sorted((run.rejected_reasons or {}).items(), key=lambda item: (-item[1], item[0]))
     return {
         "read": run.rows_done,
@@ -109,6 +113,7 @@ def import_run_report(*, run) -> dict:
         "updated": run.updated_count,
         "unchanged": run.unchanged_count,
         "rejected": run.rejected_count,
+        "suppressed": run.suppressed_count,
         "reasons": reasons,
         "finished": run.status in (run.Status.SUCCEEDED, run.Status.FAILED),
     }

@@ -6,7 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import BooleanField, Case, Count, QuerySet, Value, When
+from django.db.models import BooleanField, Case, Count, Exists, QuerySet, Value, When
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -140,17 +140,35 @@ def event_property_values(*, event: str, prop: str, prefix: str = "", limit: int
 
 
 def trait_names_known(sample: int = 500) -> list[str]:
-    """Custom trait names in use: mapped ones plus those in recently updated source records."""
-    names = {
-        target[len(TRAIT_PREFIX) :]
-        for target in FieldMapping.objects.filter(target__startswith=TRAIT_PREFIX).values_list(
-            "target", flat=True
-        )
-    }
+    """Custom trait names in use: those on source records, i.e. of rows that were applied.
+
+    The names in recently updated source records, plus mapped trait names that some source
+    record of that mapping's source actually has (so a trait of older records is not lost). A
+    mapping alone makes nothing known: it is saved before its file is imported, and a file
+    whose rows were all rejected applied no trait. Three queries, whatever the number of names.
+    """
+    names: set[str] = set()
     for traits in SourceRecord.objects.order_by("-updated_at").values_list("traits", flat=True)[
         :sample
     ]:
         names.update((traits or {}).keys())
+    mapped = sorted(
+        {
+            (source_id, target[len(TRAIT_PREFIX) :])
+            for source_id, target in FieldMapping.objects.filter(
+                target__startswith=TRAIT_PREFIX
+            ).values_list("source_id", "target")
+        }
+    )
+    unseen = [(source_id, name) for source_id, name in mapped if name and name not in names]
+    if unseen:
+        checks = {
+            f"t{i}": Exists(SourceRecord.objects.filter(source_id=source_id, traits__has_key=name))
+            for i, (source_id, name) in enumerate(unseen)
+        }
+        # One row carrying one EXISTS per name (no source record at all: nothing applied).
+        found = SourceRecord.objects.annotate(**checks).values(*checks).first() or {}
+        names.update(name for i, (_s, name) in enumerate(unseen) if found.get(f"t{i}"))
     return sorted(n for n in names if n)
 
 

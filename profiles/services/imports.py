@@ -18,7 +18,7 @@ import logging
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.core.files.base import File
 from django.db import connection, transaction
@@ -30,6 +30,7 @@ from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
 from consent.services.consent import consent_from_source_records
 from consent.services.suppression import suppression_check
+from profiles.constants import NumberLocale
 from profiles.models import DataSource, FieldMapping, ImportRun, RawRecord
 from profiles.services.mapping import (
     FieldSpec,
@@ -40,6 +41,10 @@ from profiles.services.mapping import (
     date_order_from_evidence,
     default_specs,
     map_row,
+    mapping_conflicts,
+    number_columns,
+    number_evidence,
+    number_locale_from_evidence,
     preset_constant_specs,
     stable_hash,
 )
@@ -84,6 +89,8 @@ class FileFormat:
     rows: int
     headers: list[str] = field(default_factory=list)
     date_orders: dict[str, str] = field(default_factory=dict)
+    # Number format per number column suggested by its values: "en", "de" or "conflict".
+    number_locales: dict[str, str] = field(default_factory=dict)
 
 
 def _bom_encoding(head: bytes) -> str:
@@ -126,7 +133,8 @@ def scan_file(
     delimiter: str = "",
     specs_for: Callable[[list[str]], list[FieldSpec]] | None = None,
 ) -> FileFormat:
-    """Read the whole file once, streaming: encoding, delimiter, headers, rows, date orders.
+    """Read the whole file once, streaming: encoding, delimiter, headers, rows, date orders
+    and the number format of number columns.
 
     Without a chosen encoding: a BOM decides, else UTF-8 if the whole file decodes, else
     Windows-1252 (and Latin-1 for the five bytes Windows-1252 leaves undefined). UTF-8 is tried
@@ -167,9 +175,11 @@ def _scan(path, encoding, delimiter, specs_for) -> FileFormat:
             headers = unique_headers(next(reader))
         except StopIteration:
             raise ImportError_("The file has no header row.") from None
-        columns = date_columns(specs_for(headers)) if specs_for else []
-        positions = [(c, headers.index(c)) for c in columns if c in headers]
+        specs = specs_for(headers) if specs_for else []
+        positions = [(c, headers.index(c)) for c in date_columns(specs) if c in headers]
         evidence: dict[str, set[str]] = {c: set() for c, _ in positions}
+        number_positions = [(c, headers.index(c)) for c in number_columns(specs) if c in headers]
+        numbers: dict[str, set[str]] = {c: set() for c, _ in number_positions}
         rows = 0
         for values in reader:
             if not any(v.strip() for v in values):
@@ -178,8 +188,19 @@ def _scan(path, encoding, delimiter, specs_for) -> FileFormat:
             for column, index in positions:
                 if index < len(values) and values[index].strip():
                     evidence[column].add(date_evidence(values[index]))
+            for column, index in number_positions:
+                if index < len(values) and values[index].strip():
+                    numbers[column].add(number_evidence(values[index]))
     orders = {c: date_order_from_evidence(e) for c, e in evidence.items()}
-    return FileFormat(encoding, delimiter, rows, headers, {c: o for c, o in orders.items() if o})
+    locales = {c: number_locale_from_evidence(e, delimiter=delimiter) for c, e in numbers.items()}
+    return FileFormat(
+        encoding,
+        delimiter,
+        rows,
+        headers,
+        {c: o for c, o in orders.items() if o},
+        {c: loc for c, loc in locales.items() if loc},
+    )
 
 
 def detect_format(path: str) -> FileFormat:
@@ -215,15 +236,19 @@ def unique_headers(headers: list[str]) -> list[str]:
     return result
 
 
-def specs_for_source(source: DataSource, headers: list[str]) -> list[FieldSpec]:
+def specs_for_source(
+    source: DataSource, headers: list[str], *, number_locales: dict[str, str] | None = None
+) -> list[FieldSpec]:
     """The saved mapping of the source, or its preset / canonical-name default.
 
     A preset's constant mappings that depend on the file (Mailchimp's status) are added to a
-    saved mapping too, unless the mapping already sets that target.
+    saved mapping too, unless the mapping already sets that target. ``number_locales`` (what
+    the file's number columns showed) apply to the default only: a saved mapping's number
+    format was chosen by a person.
     """
     saved = list(source.mappings.all())
     if not saved:
-        return default_specs(headers, source.preset)
+        return with_number_locales(default_specs(headers, source.preset), number_locales or {})
     specs = [
         FieldSpec(
             m.source_field,
@@ -242,6 +267,16 @@ def specs_for_source(source: DataSource, headers: list[str]) -> list[FieldSpec]:
             s for s in preset_constant_specs(source.preset, headers) if s.target not in targets
         ]
     return specs
+
+
+def with_number_locales(specs: list[FieldSpec], locales: dict[str, str]) -> list[FieldSpec]:
+    """The specs with the number format each column showed (``en``/``de``; others unchanged)."""
+    return [
+        replace(s, number_locale=locales[s.column])
+        if locales.get(s.column) in (NumberLocale.EN, NumberLocale.DE)
+        else s
+        for s in specs
+    ]
 
 
 def import_run_create(
@@ -362,7 +397,8 @@ def _import_file(run: ImportRun) -> None:
         headers=fmt.headers,
         date_orders=fmt.date_orders,
     )
-    state = _Batch(run, source, specs_for_source(source, fmt.headers), fmt.date_orders)
+    specs = specs_for_source(source, fmt.headers, number_locales=fmt.number_locales)
+    state = _Batch(run, source, specs, fmt.date_orders)
     batch: list[tuple[int, dict]] = []
     for _headers, number, row in read_rows(path, fmt):
         batch.append((number, row))
@@ -444,6 +480,7 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
                 updated_count=F("updated_count") + result.updated,
                 unchanged_count=F("unchanged_count") + result.unchanged,
                 rejected_count=F("rejected_count") + sum(rejected.values()),
+                suppressed_count=F("suppressed_count") + len(suppressed),
                 rejected_reasons=dict(state.reasons),
             )
     except Exception as exc:
@@ -521,7 +558,10 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
 
 def mapping_save(*, source: DataSource, specs: list[FieldSpec], actor=None) -> None:
     """Replace the source's saved mapping with these specs (constant preset specs excluded:
-    they are derived from each file)."""
+    they are derived from each file). ValueError when two columns share a target."""
+    problems = mapping_conflicts(specs)
+    if problems:
+        raise ValueError(" ".join(problems))
     with transaction.atomic():
         source.mappings.all().delete()
         FieldMapping.objects.bulk_create(

@@ -315,17 +315,18 @@ def _two_digit_year(year: int) -> int:
 
 
 _DE_NUMBER = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?")
-_EN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_EN_NUMBER = re.compile(r"[+-]?((\d{1,3}(,\d{3})+|\d+)(\.\d*)?|\.\d+)")
+_NUMBER_SPACES = str.maketrans("", "", " \u00a0\u202f")
 
 
 def parse_number(text: str, locale: str = NumberLocale.EN) -> float:
     """A number in the mapping's locale; a separator that does not fit is an error, never a guess.
 
-    ``en``: a decimal point and no thousands separators (``1234.50``). ``de``: a decimal
-    comma with optional dot thousands separators (``1.234,50``). Spaces (also no-break) between
-    digit groups are ignored in both.
+    ``en``: a decimal point with optional comma thousands separators (``1,234.50``; ``1,234`` is
+    1234). ``de``: a decimal comma with optional dot thousands separators (``1.234,50``;
+    ``1.234`` is 1234). Spaces (also no-break) between digit groups are ignored in both.
     """
-    cleaned = text.replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
+    cleaned = text.translate(_NUMBER_SPACES)
     if locale == NumberLocale.DE:
         if not _DE_NUMBER.fullmatch(cleaned):
             raise InvalidValue(
@@ -333,8 +334,67 @@ def parse_number(text: str, locale: str = NumberLocale.EN) -> float:
             )
         return float(cleaned.replace(".", "").replace(",", "."))
     if not _EN_NUMBER.fullmatch(cleaned):
-        raise InvalidValue(f"{text!r} is not a number (use a decimal point, no separators)")
-    return float(cleaned)
+        if _DE_NUMBER.fullmatch(cleaned):
+            raise InvalidValue(
+                f"{text!r} is not a number with a decimal point (e.g. 1,234.50); for a "
+                "decimal comma choose the number format 1.234,50 in the mapping"
+            )
+        raise InvalidValue(f"{text!r} is not a number (decimal point, e.g. 1,234.50)")
+    return float(cleaned.replace(",", ""))
+
+
+NUMBER_CONFLICT = "conflict"
+
+
+def number_evidence(text: str) -> str:
+    """What one value says about its column's decimal separator.
+
+    ``de`` (a decimal comma: ``12,5``, ``1.234,56``, ``1.234.567``), ``en`` (a decimal point:
+    ``12.5``, ``1,234.50``, ``1,234,567``), ``comma3``/``dot3`` (one separator followed by
+    exactly three digits, ``1,234``/``1.234``: a thousands or a decimal separator) or ``""``
+    (no separator, or not a number).
+    """
+    cleaned = text.strip().translate(_NUMBER_SPACES).lstrip("+-")
+    if not cleaned or not re.fullmatch(r"[\d.,]+", cleaned):
+        return ""
+    if "," in cleaned and "." in cleaned:
+        return NumberLocale.DE if cleaned.rfind(",") > cleaned.rfind(".") else NumberLocale.EN
+    separator = "," if "," in cleaned else "." if "." in cleaned else ""
+    if not separator:
+        return ""
+    groups = cleaned.split(separator)
+    if len(groups) > 2:  # several of one separator: thousands separators
+        return NumberLocale.EN if separator == "," else NumberLocale.DE
+    if len(groups[1]) == 3 and 1 <= len(groups[0]) <= 3:
+        return "comma3" if separator == "," else "dot3"
+    return NumberLocale.DE if separator == "," else NumberLocale.EN
+
+
+def number_locale_from_evidence(evidence: set[str], *, delimiter: str = ",") -> str:
+    """The number format of a whole column from the evidence of all its values and the
+    file's delimiter.
+
+    A decimal comma is only suggested in a file not delimited by commas: the spreadsheets of
+    decimal-comma locales write semicolons (or tabs), and a comma file holds a decimal comma
+    only quoted, which is far more often a mistake than a convention. There a value that
+    settles it decides (``de`` or ``en``; both: ``conflict``) and a column whose values are all
+    ambiguous (``1,234``, ``1.234``) has a decimal comma. In a comma-delimited file a column
+    with numbers is read with a decimal point, unless a value shows a decimal comma (then no
+    suggestion: those rows are rejected with the hint to choose 1.234,50). ``""`` when no
+    value has a separator.
+    """
+    settled = evidence & {NumberLocale.DE, NumberLocale.EN}
+    if delimiter == ",":
+        if NumberLocale.DE in settled or not evidence - {""}:
+            return ""
+        return NumberLocale.EN
+    if len(settled) == 2:
+        return NUMBER_CONFLICT
+    if settled:
+        return str(settled.pop())
+    if evidence & {"comma3", "dot3"}:
+        return NumberLocale.DE
+    return ""
 
 
 _REASONS = {
@@ -455,6 +515,55 @@ def _key_part(value: str) -> str:
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
+def mapping_conflicts(specs: list[FieldSpec]) -> list[str]:
+    """Why a mapping cannot be saved: each target (attribute or custom trait) taken by more than
+    one column, as a message naming the columns. Empty when the mapping is sound.
+
+    A row holds one value per attribute, so two columns on one target would overwrite each
+    other (or, for ``email``/``phone``, turn one column's values into invalid identities and
+    reject every row). Several columns may yield the same *identity type*: one column on the
+    canonical attribute, the others on custom traits with that identity type. Constant preset
+    mappings are not columns and are left out (they never override a mapped column).
+    """
+    columns: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.constant is None:
+            columns.setdefault(spec.target, []).append(spec.column)
+    problems = []
+    for target, names in columns.items():
+        if len(names) < 2:
+            continue
+        listed = ", ".join(names[:-1]) + " and " + names[-1]
+        listed += " are both" if len(names) == 2 else " are all"
+        if target.startswith(TRAIT_PREFIX):
+            problems.append(
+                f"{listed} mapped to the custom trait {target[len(TRAIT_PREFIX) :]}: "
+                "a trait takes one column. Give each its own trait name."
+            )
+            continue
+        attr = CANONICAL_ATTRIBUTES.get(target)
+        label = f"{attr.label} ({target})" if attr else target
+        hint = (
+            " To keep another column as an identity too, map it to a custom trait and choose "
+            "its identity type."
+            if attr and attr.identifier
+            else ""
+        )
+        problems.append(f"{listed} mapped to {label}: an attribute takes one column.{hint}")
+    return problems
+
+
+def number_columns(specs: list[FieldSpec]) -> list[str]:
+    """Columns mapped to a number attribute: their number format is inferred (a suggestion)."""
+    return [
+        s.column
+        for s in specs
+        if s.constant is None
+        and (attr := CANONICAL_ATTRIBUTES.get(s.target)) is not None
+        and attr.type in (AttributeType.NUMBER, AttributeType.INTEGER)
+    ]
+
+
 def date_columns(specs: list[FieldSpec]) -> list[str]:
     """Columns mapped to a date attribute without an explicit format: their order is inferred."""
     return [
@@ -492,8 +601,12 @@ def _attribute_aliases() -> dict[str, list[str]]:
     return aliases
 
 
-def suggest_specs(headers: list[str], preset: str = "") -> list[Suggestion]:
+def suggest_specs(
+    headers: list[str], preset: str = "", *, taken: frozenset[str] = frozenset()
+) -> list[Suggestion]:
     """Suggest a mapping for these headers: preset columns, else fuzzy match to attributes.
+
+    ``taken``: attributes already mapped elsewhere (a source's saved mapping); never suggested.
 
     Each header is scored against every canonical attribute's name, label and synonyms
     (thefuzz ratio and token-sort ratio, so word order and punctuation do not matter). Pairs are
@@ -503,7 +616,7 @@ def suggest_specs(headers: list[str], preset: str = "") -> list[Suggestion]:
     preset_columns = {p.column: p for p in PRESETS.get(preset, [])}
     aliases = _attribute_aliases()
     result: dict[str, Suggestion] = {}
-    taken: set[str] = set()
+    taken = set(taken)
     scored: list[tuple[int, int, str, str, str]] = []
     for index, header in enumerate(headers):
         p = preset_columns.get(header)

@@ -104,11 +104,11 @@ def test_activation_form_stores_standard_and_custom_attributes(admin_client, mak
             "mode": "changes",
             "is_active": "on",
             "standard_attributes": ["first_name", "country"],
-            "custom_attributes": "trait:loyalty_tier, BAD NAME",
+            "custom_attributes": "postcode, BAD NAME",
         },
     )
     assert response.status_code == 200  # the bad name is refused
-    assert "A list of attribute names" in response.content.decode()
+    assert "Not attribute names: BAD NAME" in response.content.decode()
     response = admin_client.post(
         reverse("admin:activation_activation_add"),
         {
@@ -120,7 +120,7 @@ def test_activation_form_stores_standard_and_custom_attributes(admin_client, mak
             "mode": "changes",
             "is_active": "on",
             "standard_attributes": ["first_name", "country"],
-            "custom_attributes": "trait:loyalty_tier",
+            "custom_attributes": "postcode",
         },
     )
     assert response.status_code == 302
@@ -129,8 +129,51 @@ def test_activation_form_stores_standard_and_custom_attributes(admin_client, mak
     assert Activation.objects.get(name="Newsletter").attributes == [
         "first_name",
         "country",
-        "trait:loyalty_tier",
+        "postcode",
     ]
+
+
+def test_activation_form_refuses_attributes_an_export_cannot_fill(admin_client, make_destination):
+    from activation.models import Activation
+
+    segment = Segment.objects.create(name="Berliners")
+    response = admin_client.post(
+        reverse("admin:activation_activation_add"),
+        {
+            "name": "Newsletter",
+            "segment": segment.pk,
+            "destination": make_destination().pk,
+            "contact_point": "email",
+            "schedule": "manual",
+            "mode": "full",
+            "standard_attributes": ["first_name"],
+            "custom_attributes": "insight:rfm_group, trait:tax_exempt, nonexistent_field, postcod",
+        },
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Unknown attributes: nonexistent_field, postcod (did you mean postcode?)" in html
+    assert "insight:rfm_group, trait:tax_exempt: only profile attributes are sent" in html
+    assert not Activation.objects.exists()
+
+
+def test_activation_model_validation_refuses_unknown_attributes(make_destination):
+    from django.core.exceptions import ValidationError
+
+    from activation.models import Activation
+
+    activation = Activation(
+        name="x",
+        segment=Segment.objects.create(name="s"),
+        destination=make_destination(),
+        attributes=["first_name", "nonexistent_field"],
+    )
+
+    with pytest.raises(ValidationError) as excinfo:
+        activation.full_clean()
+
+    assert excinfo.value.message_dict["attributes"] == ["Unknown attributes: nonexistent_field."]
 
 
 def test_dead_letters_are_listed_and_a_failed_run_can_be_retried(
@@ -153,3 +196,30 @@ def test_dead_letters_are_listed_and_a_failed_run_can_be_retried(
     run.refresh_from_db()
     assert run.status == "queued"
     assert DeliveryBatch.objects.get(run=run).status == "dead"  # until the worker retries it
+
+
+def test_editing_an_activation_that_lists_a_trait_shows_the_error_on_the_form(
+    admin_client, make_activation
+):
+    activation = make_activation(attributes=["first_name", "trait:tax_exempt"])
+    url = reverse("admin:activation_activation_change", args=[activation.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {
+        "name": activation.name,
+        "segment": activation.segment_id,
+        "destination": activation.destination_id,
+        "contact_point": "email",
+        "schedule": "manual",
+        "mode": "full",
+        "standard_attributes": ["first_name"],
+        "custom_attributes": form.initial["custom_attributes"],
+    }
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "trait:tax_exempt: only profile attributes are sent" in response.content.decode()
+    data["custom_attributes"] = ""
+    assert admin_client.post(url, data).status_code == 302
+    activation.refresh_from_db()
+    assert activation.attributes == ["first_name"]

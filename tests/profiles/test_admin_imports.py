@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from profiles.models import FieldMapping, ImportRun, Profile
-from profiles.services.imports import import_run_execute
+from profiles.services.imports import import_run_create, import_run_execute, text_file
 
 CONTENT = (
     "Kundennummer;E-Mail-Adresse;Vorname;Umsatz;Geburtsdatum\n"
@@ -79,8 +79,9 @@ def test_upload_creates_a_draft_and_shows_the_suggested_mapping_with_a_preview(
     assert '<strong id="fmt-delimiter">;</strong>' in html
     assert '<strong id="fmt-rows">2</strong>' in html
     assert escape("<b>Ann</b>") in html and "<b>Ann</b>" not in html
-    # Umsatz is suggested as total_spent in the default locale: the preview shows the error.
-    assert "is not a number (use a decimal point" in html
+    # Umsatz is suggested as total_spent, read with the decimal comma the column shows.
+    assert forms["Umsatz"]["number_locale"].value() == "de"
+    assert "total_spent = <code>1234.5</code>" in html
     assert "Geburtsdatum</strong>: day first" in html
     assert queued == [] and Profile.objects.count() == 0
 
@@ -246,13 +247,17 @@ def test_browser_upload_map_start_and_watch_the_progress_bar(live_server, make_s
             files=[{"name": "kunden.csv", "mimeType": "text/csv", "buffer": CONTENT.encode()}],
         )
         page.click("input[type=submit]")
-        expect(page.locator("#preview-table")).to_contain_text("is not a number")
+        # The decimal comma the column shows is suggested.
+        expect(page.locator("#preview-table")).to_contain_text("total_spent = 1234.5")
+        expect(page.locator("#number-locales")).to_contain_text("Umsatz: decimal comma")
         # htmx binds its triggers once the page has loaded (its script is deferred): a change
         # made before that would send nothing (seen on a loaded machine).
         page.wait_for_load_state("load")
         page.wait_for_function("() => window.htmx !== undefined")
         # Changing the number format swaps in a new preview through htmx, no page load.
         row = page.locator("tr[data-column='Umsatz']")
+        row.locator("select[name$='-number_locale']").select_option("en")
+        expect(page.locator("#preview-table")).to_contain_text("is not a number", timeout=10_000)
         row.locator("select[name$='-number_locale']").select_option("de")
         expect(page.locator("#preview-table")).to_contain_text(
             "total_spent = 1234.5", timeout=10_000
@@ -340,3 +345,184 @@ def test_data_engineer_maps_a_custom_trait_transform_and_identity_type(
     assert list(profile.identities.filter(type="customer_id").values_list("key", flat=True)) == [
         "00042"
     ]
+
+
+# --- one column per attribute ------------------------------------------------------------------
+
+CONTACTS = (
+    "Kundennummer;E-Mail;Telefon;Zweit-E-Mail\n"
+    "00042;ann@example.de;030 123456;ann.private@example.com\n"
+)
+
+
+def test_two_columns_mapped_to_one_attribute_are_refused_naming_both_and_nothing_is_saved(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=CONTACTS)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+        "E-Mail": {"target": "email", "number_locale": "en"},
+        "Telefon": {"target": "email", "number_locale": "en"},
+        "Zweit-E-Mail": {"target": "__trait__", "trait": "email_2", "number_locale": "en"},
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, mapping_post(run, mapping, start="1"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count("E-Mail and Telefon are both mapped to E-mail (email)") == 1
+    partial = admin_client.post(url, mapping_post(run, mapping), headers={"HX-Request": "true"})
+    assert 'id="mapping-errors"' in partial.content.decode()
+    assert "E-Mail and Telefon are both mapped to E-mail (email)" in partial.content.decode()
+    assert not FieldMapping.objects.exists()
+    run.refresh_from_db()
+    assert (run.status, queued) == ("draft", [])
+
+
+def test_several_email_columns_are_identities_one_canonical_the_others_traits(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=CONTACTS)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+        "E-Mail": {"target": "email", "number_locale": "en"},
+        "Telefon": {"target": "phone", "number_locale": "en"},
+        "Zweit-E-Mail": {"target": "__trait__", "trait": "email_2", "identifier_type": "email",
+                         "number_locale": "en"},
+    }  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, mapping_post(run, mapping, start="1"))
+    import_run_execute(run=run)
+
+    profile = Profile.objects.get()
+    emails = sorted(profile.identities.filter(type="email").values_list("key", flat=True))
+    assert emails == ["ann.private@example.com", "ann@example.de"]
+    assert profile.email == "ann@example.de"
+
+
+def test_two_columns_mapped_to_one_custom_trait_are_refused(admin_client, make_source, queued):
+    source = make_source(name="crm")
+    upload(admin_client, source, content=CONTACTS)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on", "number_locale": "en"},
+        "E-Mail": {"target": "email", "number_locale": "en"},
+        "Telefon": {"target": "__trait__", "trait": "contact", "number_locale": "en"},
+        "Zweit-E-Mail": {"target": "__trait__", "trait": "Contact", "number_locale": "en"},
+    }
+
+    response = admin_client.post(url, mapping_post(run, mapping, start="1"))
+
+    assert "Telefon and Zweit-E-Mail are both mapped to the custom trait contact" in (
+        response.content.decode()
+    )
+    assert not FieldMapping.objects.exists()
+
+
+# --- number format -------------------------------------------------------------------------
+
+CRM_CP1252 = (
+    "Vorname;E-Mail;Umsatz;Kundennummer\n"
+    "Jürgen;juergen@example.de;1.234,56;K-1001\n"
+    "Anna;anna@example.at;12,5;K-1002\n"
+    "Eva;eva@example.de;nope;K-1003\n"
+).encode("cp1252")
+
+
+def test_decimal_comma_is_suggested_from_the_file_shown_in_the_preview_and_changeable(
+    admin_client, make_source, queued
+):
+    source = make_source(name="crm")
+    admin_client.post(
+        reverse("admin:profiles_importrun_add"),
+        {"source": source.pk, "file": SimpleUploadedFile("crm.csv", CRM_CP1252)},
+    )
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+
+    page = admin_client.get(url)
+
+    html = page.content.decode()
+    forms = {f["column"].value(): f for f in page.context["formset"]}
+    assert (run.status, forms["Umsatz"]["number_locale"].value()) == ("draft", "de")
+    assert "<strong>Umsatz</strong>: decimal comma (1.234,50), suggested by the column" in html
+    assert "total_spent = <code>1234.56</code>" in html
+    assert "total_spent = <code>12.5</code>" in html
+    assert "Rejected (invalid_number): Umsatz: &#x27;nope&#x27; is not a number" in html
+
+    mapping = {
+        "Vorname": {"target": "first_name"},
+        "E-Mail": {"target": "email"},
+        "Umsatz": {"target": "total_spent", "number_locale": "en"},
+        "Kundennummer": {"target": "customer_id", "is_key": "on"},
+    }
+    partial = admin_client.post(url, mapping_post(run, mapping), headers={"HX-Request": "true"})
+
+    html = partial.content.decode()
+    assert "Rejected (invalid_number): Umsatz: &#x27;1.234,56&#x27; is not a number" in html
+    assert "the mapping reads it with a decimal point" in html
+
+
+# --- suppressed rows -----------------------------------------------------------------------
+
+
+def test_the_run_page_and_list_show_the_suppressed_count(admin_client, make_source):
+    from consent.services.suppression import suppression_add
+
+    suppression_add(keys=[("email", "ann@example.de")])
+    source = make_source(name="crm")
+    run = import_run_create(
+        source=source,
+        file=text_file("email;first_name\nann@example.de;Ann\nbob@example.de;Bob\n", "k.csv"),
+        sync=True,
+    )
+
+    page = admin_client.get(reverse("admin:profiles_importrun_change", args=[run.pk]))
+    listing = admin_client.get(reverse("admin:profiles_importrun_changelist"))
+
+    assert (run.created_count, run.suppressed_count) == (1, 1)
+    assert page.context["report"]["suppressed"] == 1
+    assert '<td id="import-suppressed">1</td>' in page.content.decode()
+    assert '<td class="field-suppressed_count">1</td>' in listing.content.decode()
+
+
+# --- custom traits become known from applied rows only -------------------------------------
+
+
+def test_traits_of_a_fully_rejected_file_do_not_reach_the_segment_builder(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    source = make_source(name="crm")
+    builder = reverse("admin:segments_builder")
+
+    def import_via_admin(content: str, mapping: dict) -> ImportRun:
+        upload(admin_client, source, content=content)
+        run = ImportRun.objects.filter(status="draft").get()
+        url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+        with django_capture_on_commit_callbacks(execute=True):
+            admin_client.post(url, mapping_post(run, mapping, start="1"))
+        return import_run_execute(run=run)
+
+    junk = import_via_admin(
+        "email;\x01\x02junk\nnot-an-email;\x03\nalso@@bad;\x04\n",
+        {"email": {"target": "email"}, "\x01\x02junk": {"target": "__trait__", "trait": "xjunk"}},
+    )
+    assert (junk.created_count, junk.rejected_count) == (0, 2)
+    assert 'data-key="trait:xjunk"' not in admin_client.get(builder).content.decode()
+
+    kept = import_via_admin(
+        "email;Tier\nann@example.de;gold\n",
+        {"email": {"target": "email"}, "Tier": {"target": "__trait__", "trait": "tier"}},
+    )
+    assert kept.created_count == 1
+    html = admin_client.get(builder).content.decode()
+    assert 'data-key="trait:tier"' in html and 'data-key="trait:xjunk"' not in html

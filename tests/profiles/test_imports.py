@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cdp.models import AuditEvent
 from profiles.models import (
     FieldMapping,
@@ -443,3 +445,73 @@ def test_a_full_batch_of_new_people_against_existing_profiles_resolves(make_sour
     assert Profile.objects.filter(source_records__external_key="K00042").get().email == (
         "p42@example.com"
     )
+
+
+def test_mapping_save_refuses_two_columns_on_one_attribute(make_source):
+    source = make_source(name="crm")
+
+    with pytest.raises(ValueError, match="E-Mail and Telefon are both mapped to E-mail"):
+        mapping_save(
+            source=source,
+            specs=[FieldSpec("E-Mail", "email"), FieldSpec("Telefon", "email")],
+        )
+
+    assert not source.mappings.exists()
+
+
+# --- suppression list ----------------------------------------------------------------------
+
+
+def test_rows_of_erased_people_are_counted_as_suppressed_so_the_figures_add_up(
+    make_source, import_csv
+):
+    from consent.services.suppression import suppression_add
+    from profiles.selectors import import_run_report
+
+    suppression_add(keys=[("email", "erased@example.com")])
+    content = (
+        "email,first_name\n"
+        "ann@example.com,Ann\n"
+        "ERASED@example.com,Eve\n"
+        "bad@@example.com,Bad\n"
+        "bob@example.com,Bob\n"
+    )
+
+    run = import_csv(make_source(), content)
+
+    report = import_run_report(run=run)
+    assert {k: report[k] for k in ("read", "created", "unchanged", "rejected", "suppressed")} == {
+        "read": 4,
+        "created": 2,
+        "unchanged": 0,
+        "rejected": 1,
+        "suppressed": 1,
+    }
+    assert report["read"] == sum(
+        report[k] for k in ("created", "updated", "unchanged", "rejected", "suppressed")
+    )
+    assert run.suppressed_count == 1
+    assert RawRecord.objects.filter(import_run=run, status="suppressed").count() == 1
+    assert not Profile.objects.filter(first_name="Eve").exists()
+
+
+def test_mapped_traits_are_known_once_a_row_applied_them_also_beyond_the_recent_sample(
+    make_source, import_csv, django_assert_num_queries
+):
+    from segments.selectors import trait_names_known
+
+    source = make_source()
+    mapping_save(
+        source=source,
+        specs=[
+            FieldSpec("email", "email", is_key=True),
+            FieldSpec("Tier", "trait:tier"),
+            FieldSpec("Unused", "trait:unused"),
+        ],
+    )
+    import_csv(source, "email,Tier,Unused\nann@example.com,gold,\n")
+    import_csv(make_source(), "email,colour\nbob@example.com,blue\n")
+
+    with django_assert_num_queries(3):
+        # the sample holds only Bob's newer record; tier is found through its mapping
+        assert trait_names_known(sample=1) == ["colour", "tier"]

@@ -17,6 +17,7 @@ from profiles.services.imports import (
     text_file,
 )
 from profiles.services.mapping import FieldSpec
+from tests.conftest import shopify_csv, shopify_row
 
 # --- encodings -----------------------------------------------------------------------------
 
@@ -155,8 +156,53 @@ def test_german_number_with_locale_en_is_a_row_error_never_1_234(make_source, im
     assert (run.created_count, run.rejected_count) == (1, 1)
     assert run.rejected_reasons == {"invalid_number": 1}
     raw = RawRecord.objects.get(status="rejected")
-    assert raw.error == "spent: '1.234,50' is not a number (use a decimal point, no separators)"
+    assert raw.error == (
+        "spent: '1.234,50' is not a number with a decimal point (e.g. 1,234.50); "
+        "for a decimal comma choose the number format 1.234,50 in the mapping"
+    )
     assert not SourceRecord.objects.filter(external_key="a@example.de").exists()
+
+
+def test_decimal_comma_is_inferred_for_a_semicolon_file_without_a_saved_mapping(
+    make_source, import_csv
+):
+    source = make_source()
+    content = "email;total_spent;total_orders\na@example.de;1.234,56;2\nb@example.de;12,5;1\n"
+
+    run = import_csv(source, content.encode("cp1252"))
+
+    assert (run.status, run.rejected_count, run.created_count) == ("succeeded", 0, 2)
+    values = dict(SourceRecord.objects.values_list("external_key", "attributes__total_spent"))
+    assert values == {"email:a@example.de": 1234.56, "email:b@example.de": 12.5}
+
+
+def test_shopify_total_spent_with_a_thousands_separator_is_read(make_source, import_csv):
+    source = make_source(preset="shopify")
+    content = shopify_csv(
+        shopify_row(Email="zoe@example.de", **{"Total Spent": "1,234.50", "Total Orders": "3"}),
+        shopify_row(Email="max@example.de", **{"Total Spent": "10.00", "Total Orders": "1"}),
+    )
+
+    run = import_csv(source, content)
+
+    assert (run.status, run.rejected_count, run.created_count) == ("succeeded", 0, 2)
+    zoe = SourceRecord.objects.get(external_key="zoe@example.de")
+    assert (zoe.attributes["total_spent"], zoe.attributes["total_orders"]) == (1234.5, 3)
+
+
+def test_an_unreadable_number_rejects_only_its_row(make_source, import_csv):
+    source = make_source()
+    content = "email;total_spent\na@example.de;1.234,56\nb@example.de;zwölf\nc@example.de;7,5\n"
+
+    run = import_csv(source, content)
+
+    assert (run.status, run.created_count, run.rejected_count) == ("succeeded", 2, 1)
+    assert run.rejected_reasons == {"invalid_number": 1}
+    raw = RawRecord.objects.get(status="rejected")
+    assert (raw.row_number, raw.error) == (
+        2,
+        "total_spent: 'zwölf' is not a number in German format (decimal comma, e.g. 1.234,50)",
+    )
 
 
 # --- dates ---------------------------------------------------------------------------------
@@ -321,7 +367,7 @@ def test_rejected_rows_are_reported_by_reason_and_download_as_csv(make_source, i
     assert rows[2][5] == (
         "the row has 1 more value(s) than the header has columns (extra values: Cem)"
     )
-    assert rows[3][5] == "total_spent: 'abc' is not a number (use a decimal point, no separators)"
+    assert rows[3][5] == "total_spent: 'abc' is not a number (decimal point, e.g. 1,234.50)"
 
 
 def test_a_failing_batch_lands_its_rows_unapplied_and_fails_the_run(make_source, monkeypatch):

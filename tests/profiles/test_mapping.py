@@ -14,6 +14,9 @@ from profiles.services.mapping import (
     convert_value,
     default_specs,
     map_row,
+    mapping_conflicts,
+    number_evidence,
+    number_locale_from_evidence,
     parse_iso_date,
     parse_number,
     stable_hash,
@@ -104,16 +107,54 @@ def test_apply_transform(value, transform, expected):
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("12.50", 12.5), ("-3", -3.0), (".5", 0.5), ("1\u00a0000", 1000.0)]
+    ("text", "expected"),
+    [
+        ("12.50", 12.5),
+        ("-3", -3.0),
+        (".5", 0.5),
+        ("1\u00a0000", 1000.0),
+        ("1,234.50", 1234.5),
+        ("1,234", 1234.0),
+        ("12,345,678.9", 12345678.9),
+        ("1.234", 1.234),
+    ],
 )
-def test_parse_number_reads_a_decimal_point(text, expected):
+def test_parse_number_reads_a_decimal_point_and_comma_thousands(text, expected):
     assert parse_number(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1,234.50", "12,5", "12.5.1", "abc"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1.234,56", 1234.56), ("12,5", 12.5), ("1.234", 1234.0), ("1.234.567", 1234567.0)],
+)
+def test_parse_number_reads_a_decimal_comma_and_dot_thousands_in_de(text, expected):
+    assert parse_number(text, "de") == expected
+
+
+@pytest.mark.parametrize("text", ["12,5", "1.234,50", "12.5.1", "1,23.4", "12,34", "abc"])
 def test_parse_number_never_guesses_separators(text):
     with pytest.raises(ValueError, match="is not a number"):
         parse_number(text)
+
+
+@pytest.mark.parametrize(
+    ("values", "delimiter", "expected"),
+    [
+        (["1.234,56", "12,5", "3"], ";", "de"),  # decimal comma shown
+        (["1,234"], ";", "de"),  # semicolon file: the comma is a decimal comma
+        (["1.234"], ";", "de"),  # semicolon file: a dot thousands separator
+        (["1.234.567", "3"], "\t", "de"),  # several dots: thousands separators
+        (["12.5", "1.234"], ";", "en"),  # a decimal point shown
+        (["1,234"], ",", "en"),  # comma file: a thousands separator
+        (["1,234.50", "10.00"], ",", "en"),  # Shopify
+        (["1.234,56", "10.00"], ",", ""),  # a quoted decimal comma in a comma file: no guess
+        (["12", "300"], ";", ""),  # whole numbers say nothing
+        (["1.234,56", "1,234.50"], ";", "conflict"),
+    ],
+)
+def test_number_locale_is_inferred_from_the_whole_column(values, delimiter, expected):
+    evidence = {number_evidence(v) for v in values}
+    assert number_locale_from_evidence(evidence, delimiter=delimiter) == expected
 
 
 @pytest.mark.parametrize(
@@ -264,7 +305,7 @@ def test_map_row_bad_email_is_a_row_error_naming_the_column():
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        ("Total Spent", "1,234.50", "Total Spent: '1,234.50' is not a number"),
+        ("Total Spent", "1.234,50", "Total Spent: '1.234,50' is not a number"),
         ("Total Orders", "2.5", "Total Orders: '2.5' is not a whole number"),
         ("Accepts Email Marketing", "maybe", "Accepts Email Marketing: 'maybe' is not yes/no"),
         ("Default Address Country Code", "XYZ", "Default Address Country Code: 'XYZ' is not a"),
@@ -288,3 +329,39 @@ def test_map_row_custom_traits_keep_their_text():
     record = map_row(canonical(email="a@example.com", **{"Loyalty Tier": " Gold "}), specs)
     assert record.traits == {"loyalty_tier": "Gold"}
     assert record.attributes == {"email": "a@example.com"}
+
+
+# --- one column per target -------------------------------------------------------------------
+
+
+def test_mapping_conflicts_name_every_column_of_a_shared_target():
+    specs = [
+        FieldSpec("E-Mail", "email"),
+        FieldSpec("Telefon", "email"),
+        FieldSpec("Mail 2", "email"),
+        FieldSpec("Notiz", "trait:note"),
+        FieldSpec("Bemerkung", "trait:note"),
+        FieldSpec("Kundennummer", "customer_id", is_key=True),
+        FieldSpec("Zweit-E-Mail", "trait:email_2", identifier="email"),
+        FieldSpec("=subscribed", "email_subscription_status"),
+    ]
+
+    assert mapping_conflicts(specs) == [
+        "E-Mail, Telefon and Mail 2 are all mapped to E-mail (email): an attribute takes one "
+        "column. To keep another column as an identity too, map it to a custom trait and choose "
+        "its identity type.",
+        "Notiz and Bemerkung are both mapped to the custom trait note: a trait takes one "
+        "column. Give each its own trait name.",
+    ]
+
+
+def test_a_sound_mapping_has_no_conflicts_even_with_repeated_identity_types():
+    specs = [
+        FieldSpec("E-Mail", "email"),
+        FieldSpec("Zweit-E-Mail", "trait:email_2", identifier="email"),
+        FieldSpec("Dritt-E-Mail", "trait:email_3", identifier="email"),
+        FieldSpec("Nr", "customer_id", is_key=True),
+        FieldSpec("Filiale", "trait:branch", is_key=True),
+    ]
+
+    assert mapping_conflicts(specs) == []

@@ -212,3 +212,12 @@ def test_default_specs_for_mailchimp_add_the_status_of_the_file():
     specs = default_specs(["Email Address", "CLEAN_TIME"], "mailchimp")
 
     assert specs[-1] == FieldSpec("=cleaned", "email_subscription_status")
+
+
+def test_attributes_taken_by_a_saved_mapping_are_not_suggested_again():
+    suggestions = {
+        s.spec.column: s.spec for s in suggest_specs(["Mail", "E-Mail"], taken=frozenset({"email"}))
+    }
+
+    assert suggestions["E-Mail"].target == "trait:e_mail"
+    assert suggestions["E-Mail"].identifier == "email"
