@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from django.db.models import F, QuerySet, Value, Window
-from django.db.models.functions import Concat, RowNumber
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Concat
 
 from activation.db import HmacSha256
 from consent.hashing import _salt
@@ -54,20 +54,19 @@ def segment_member_ids(segment) -> QuerySet:
     return SegmentMembership.objects.filter(segment=segment).values("profile_id")
 
 
-def _current(records: QuerySet, partition: list) -> QuerySet:
-    """Each partition's newest record (by capture time, then id).
+def _current(records: QuerySet, partition: list[str]) -> QuerySet:
+    """Each partition's newest record (by capture time, then id): those with no newer record.
 
-    The ranking is a subquery of its own: a filter added to a window-filtered queryset (such as
-    ``status=granted``) would be applied before the ranking, making an older grant "newest".
+    An anti-join, so a filter added afterwards (such as ``status=granted``) applies to the newest
+    record only — an older grant never counts when a withdrawal came after it. On PostgreSQL it
+    runs on the (profile, purpose, channel, -captured_at, -id) index.
     """
-    newest = records.annotate(
-        _rank=Window(
-            RowNumber(),
-            partition_by=partition,
-            order_by=[F("captured_at").desc(), F("id").desc()],
-        )
-    ).filter(_rank=1)
-    return ConsentRecord.objects.filter(pk__in=newest.values("pk"))
+    newer = records.filter(
+        Q(captured_at__gt=OuterRef("captured_at"))
+        | Q(captured_at=OuterRef("captured_at"), id__gt=OuterRef("id")),
+        **{name: OuterRef(name) for name in partition},
+    )
+    return records.filter(~Exists(newer))
 
 
 def consent_exclusions(profile_ids: QuerySet, destination) -> dict[str, QuerySet | OnlyThose]:
@@ -82,13 +81,13 @@ def consent_exclusions(profile_ids: QuerySet, destination) -> dict[str, QuerySet
         )
         if destination.consent_channel:
             records = records.filter(channel__key__in=[destination.consent_channel, Channel.ALL])
-        granted = _current(records, [F("profile_id")]).filter(status=ConsentStatus.GRANTED)
+        granted = _current(records, ["profile_id"]).filter(status=ConsentStatus.GRANTED)
         reasons["no_consent"] = OnlyThose(granted.values("profile_id"))
     if destination.is_sale_or_sharing:
         records = ConsentRecord.objects.filter(
             profile_id__in=profile_ids, purpose__is_sale_or_sharing=True
         )
-        opted_out = _current(records, [F("profile_id"), F("purpose_id")]).filter(
+        opted_out = _current(records, ["profile_id", "purpose_id"]).filter(
             status__in=RESTRICTIVE_STATUSES
         )
         reasons["opted_out_of_sale"] = opted_out.values("profile_id")
