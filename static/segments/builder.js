@@ -121,6 +121,38 @@
     });
   }
 
+  // A failed request must never replace the page: the rules being built live only in it.
+  // Error responses are not swapped (htmx's default); with DEBUG on, django-htmx would show
+  // Django's error page instead of the builder, so builder requests stop short of its
+  // document-level listener. The builder says what happened and keeps everything as it was.
+  function requestError(message) {
+    var note = document.getElementById("seg-request-error");
+    if (!note) return;
+    note.textContent = message;
+    note.hidden = !message;
+  }
+
+  function watchRequests(root) {
+    root.addEventListener("htmx:beforeOnLoad", function (event) {
+      if (event.detail.xhr.status >= 400) event.stopPropagation();
+    });
+    root.addEventListener("htmx:responseError", function (event) {
+      requestError(
+        "The server could not answer (error " + event.detail.xhr.status + "). " +
+        "Your rules are unchanged; try again, or save them once the problem is fixed."
+      );
+    });
+    root.addEventListener("htmx:sendError", function () {
+      requestError("The server could not be reached. Your rules are unchanged; try again.");
+    });
+    root.addEventListener("htmx:afterRequest", function (event) {
+      if (event.detail.successful) requestError("");
+    });
+  }
+
   document.addEventListener("htmx:load", function (event) { initSortables(event.target); });
-  document.addEventListener("DOMContentLoaded", function () { initSortables(document); });
+  document.addEventListener("DOMContentLoaded", function () {
+    initSortables(document);
+    if (builder()) watchRequests(builder());
+  });
 })();

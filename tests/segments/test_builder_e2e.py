@@ -127,3 +127,39 @@ def test_drag_two_conditions_into_a_nested_group_save_and_explain(page, make_pro
     expect(page.locator('li[data-path="include.0"] > .seg-mark')).to_have_text("✓ true")
     expect(page.locator('li[data-path="include.1"] > .seg-mark')).to_have_text("✗ false")
     expect(page.locator('li[data-path="include"] > .seg-mark')).to_have_text("✗ false")
+
+
+def test_type_ahead_of_json_numbers_survives_server_errors(page, make_profile, settings):
+    # DEBUG on, as in the demo: django-htmx then shows Django's error page for a failed request.
+    settings.DEBUG = True
+    for orders in (10, 2, 9, 2):
+        make_profile(attributes={"total_orders": orders})
+    page.goto(f"{page.base_url}/admin/segments/segment/builder/")
+    expect(page.locator("#seg-total")).to_have_text("4")
+    page.click('.seg-palette-item[data-key="total_orders"] button')
+    value = condition(page, "include.0").locator("input.seg-value")
+    value.focus()
+    expect(page.locator("#dl-include-0 option")).to_have_count(3)
+    options = page.locator("#dl-include-0 option")
+    assert [options.nth(i).get_attribute("value") for i in range(3)] == ["2", "9", "10"]
+
+    value.press_sequentially("2", delay=50)
+    expect(page.locator("#seg-total")).to_have_text("2")
+
+    # A server error (forced here, the endpoint no longer fails) keeps the builder and the
+    # rules on the page and says what happened; the next good answer clears the message.
+    page.route(
+        "**/builder/values/**",
+        lambda route: route.fulfill(
+            status=500, content_type="text/html", body="<html><h1>OperationalError</h1></html>"
+        ),
+    )
+    value.press_sequentially("0", delay=50)
+    expect(page.locator("#seg-request-error")).to_contain_text("error 500")
+    expect(page.locator("h1")).not_to_have_text("OperationalError")
+    expect(value).to_have_value("20")
+    expect(page.locator("#seg-tree")).to_be_visible()
+    page.unroute("**/builder/values/**")
+    value.press_sequentially("0", delay=50)
+    expect(page.locator("#seg-request-error")).to_be_hidden()
+    expect(value).to_have_value("200")

@@ -110,6 +110,45 @@ def test_type_ahead_offers_real_distinct_values(admin_client, berliners):
     assert response.content.decode().split() == ["<option", 'value="Berlin"></option>']
 
 
+@pytest.fixture
+def shoppers(make_profile):
+    """Typed JSON attributes as imports store them (numbers, yes/no, ISO dates) and traits."""
+    make_profile(
+        attributes={"total_orders": 10, "total_spent": 258.17, "accepts_email_marketing": False},
+        traits={"tier": "gold"},
+    )
+    make_profile(
+        attributes={"total_orders": 2, "birth_date": "1990-04-01", "accepts_email_marketing": True},
+        traits={"tier": "silver"},
+    )
+    make_profile(attributes={"total_orders": 9, "total_spent": 1200.0}, traits={"tier": "gold"})
+    make_profile(attributes={"total_orders": None})
+    make_profile(attributes={})
+
+
+def options(response) -> list[str]:
+    assert response.status_code == 200
+    return re.findall(r'<option value="([^"]*)"></option>', response.content.decode())
+
+
+@pytest.mark.parametrize(
+    ("field", "q", "values"),
+    [
+        ("total_orders", "", ["2", "9", "10"]),  # numbers in numeric order
+        ("total_orders", "1", ["10"]),
+        ("total_spent", "", ["258.17", "1200.0"]),
+        ("accepts_email_marketing", "", ["false", "true"]),
+        ("birth_date", "19", ["1990-04-01"]),
+        ("trait:tier", "", ["gold", "silver"]),
+        ("trait:tier", "G", ["gold"]),
+        ("trait:unknown_trait", "", []),
+    ],
+)
+def test_type_ahead_offers_typed_json_values(admin_client, shoppers, field, q, values):
+    response = admin_client.get(reverse("admin:segments_builder_values"), {"field": field, "q": q})
+    assert options(response) == values
+
+
 def test_save_creates_segment_and_redirects(admin_client, berliners):
     response = admin_client.post(
         reverse("admin:segments_builder_save"),
