@@ -103,6 +103,73 @@ def test_incomplete_condition_is_left_out_of_counts_and_named(admin_client, berl
     assert "A value is needed for City" in html
 
 
+def group(*children, op="or", negate=False):
+    return {"type": "group", "op": op, "negate": negate, "children": list(children)}
+
+
+def counts(admin_client, tree) -> str:
+    return admin_client.post(
+        reverse("admin:segments_builder_counts"), {"rules": json.dumps(tree)}
+    ).content.decode()
+
+
+def total(html: str) -> str:
+    return re.search(r'<strong id="seg-total" hx-swap-oob="true">([^<]*)<', html).group(1)
+
+
+def test_group_of_only_incomplete_conditions_is_left_out_of_its_parent(admin_client, berliners):
+    # DE AND (city = ? OR (city in ?)): the half-built OR group must not make it "no one".
+    html = counts(
+        admin_client,
+        rules(
+            F("country", "equals", "DE"),
+            group(F("city", "equals", ""), group(F("city", "in", ""), op="and", negate=True)),
+        ),
+    )
+
+    assert total(html) == "2"
+    assert node_count(html, "include-0") == "2"
+    for slug in ("include-1", "include-1-0", "include-1-1", "include-1-1-0"):
+        assert node_count(html, slug) == "incomplete"
+    assert "A value is needed for City" in html
+
+
+@pytest.mark.parametrize(("op", "negate"), [("or", False), ("and", False), ("or", True)])
+def test_include_of_only_incomplete_conditions_counts_everyone(admin_client, berliners, op, negate):
+    tree = rules(F("city", "equals", ""), group(F("country", "equals", "")))
+    tree["include"].update(op=op, negate=negate)
+
+    html = counts(admin_client, tree)
+
+    assert total(html) == "3"
+    assert node_count(html, "include-0") == node_count(html, "include-1") == "incomplete"
+
+
+def test_incomplete_exclude_excludes_no_one(admin_client, berliners):
+    tree = rules(F("country", "equals", "DE"))
+    tree["exclude"]["children"] = [F("city", "equals", ""), group(F("city", "in", ""), op="and")]
+
+    assert total(counts(admin_client, tree)) == "2"
+
+
+def test_incomplete_condition_next_to_complete_ones_stays_neutral(admin_client, berliners):
+    # In OR it is no one, in AND everyone: Berlin OR ? = 2; (DE AND ?) OR Berlin = 3.
+    assert (
+        total(
+            counts(
+                admin_client, rules(F("city", "equals", "Berlin"), F("city", "equals", ""), op="or")
+            )
+        )
+        == "2"
+    )
+    tree = rules(
+        group(F("country", "equals", "DE"), F("city", "equals", ""), op="and"),
+        F("city", "equals", "Berlin"),
+        op="or",
+    )
+    assert total(counts(admin_client, tree)) == "3"
+
+
 def test_type_ahead_offers_real_distinct_values(admin_client, berliners):
     response = admin_client.get(
         reverse("admin:segments_builder_values"), {"field": "city", "q": "b"}
