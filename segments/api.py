@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view, parser_classes, permission_classes
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cdp.api import ApiError
-from segments.compiler import RuleError
+from segments.compiler import MAX_DEPTH, RuleError
 from segments.models import Segment
 from segments.selectors import rules_count, segment_list, segment_members
 from segments.services import SegmentError, segment_create, segment_refresh_request
@@ -38,6 +39,23 @@ class SegmentDetailSerializer(SegmentSerializer):
         fields = [*SegmentSerializer.Meta.fields, "rules", "scheduled"]
 
 
+class RulesJSONParser(JSONParser):
+    """JSON whose nesting Python's parser cannot follow (thousands of groups deep) is a 400 that
+    says so; anything shallower is parsed and validated, each problem named by its path."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ApiError(
+                "invalid_rules",
+                f"The rules are nested too deeply: groups can be nested at most {MAX_DEPTH} deep.",
+            ) from None
+
+
+RULES_PARSERS = [RulesJSONParser, FormParser, MultiPartParser]
+
+
 def _invalid_rules(exc: RuleError) -> Response:
     return Response(
         {
@@ -56,6 +74,7 @@ def _rules_from(request: Request):
 
 
 @api_view(["POST"])
+@parser_classes(RULES_PARSERS)
 @permission_classes([SegmentPermission])
 def segment_count_view(request: Request) -> Response:
     rules = _rules_from(request)
@@ -66,6 +85,7 @@ def segment_count_view(request: Request) -> Response:
 
 
 @api_view(["GET", "POST"])
+@parser_classes(RULES_PARSERS)
 @permission_classes([SegmentPermission])
 def segment_list_view(request: Request) -> Response:
     if request.method == "GET":

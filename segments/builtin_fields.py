@@ -18,8 +18,10 @@ from segments.compiler import (
     Problems,
     RuleError,
     _describe,
+    bounded_number,
     coerce_days,
     coerce_value,
+    parse_number,
     period_dates,
     rules_compile,
 )
@@ -121,12 +123,10 @@ PROPERTY_LOOKUPS = {
 
 
 def _number_or_text(value: Any) -> Any:
+    """Numeric text as its number (a whole number stays exact), other text trimmed."""
     if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return value.strip()
-        return int(number) if number == int(number) and "." not in value else number
+        number = parse_number(value)
+        return value.strip() if number is None else number
     return value
 
 
@@ -238,6 +238,16 @@ class EventKind(ConditionKind):
         if op in ("is_set", "is_not_set"):
             return {"property": prop, "operator": op}
         value = _number_or_text(item.get("value"))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if parse_number(value) is None:  # infinite (1e400 in the JSON)
+                problems.add(path, f"{_describe(item.get('value'))} is not a number (for {prop}).")
+                return None
+            value, error = bounded_number(
+                value, item.get("value"), prop, whole=isinstance(value, int)
+            )
+            if error:
+                problems.add(path, error)
+                return None
         if op in ("greater", "greater_or_equal", "less", "less_or_equal"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 problems.add(path, f"{_describe(item.get('value'))} is not a number (for {prop}).")

@@ -19,6 +19,7 @@ Rule JSON::
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from django.db.models import Q
 from segments.registry import OPERATORS, PERIODS, Field, FieldType, Registry
 
 EVERYONE = Q(pk__isnull=False)
+# Whole numbers are bound to what a 64-bit integer holds (SQLite's INTEGER, PostgreSQL's
+# bigint); larger ones cannot even be sent to SQLite as a parameter.
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 12
 MAX_NODES = 300
 MAX_LIST = 1000
@@ -84,6 +88,43 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def parse_number(value: Any) -> int | float | None:
+    """A finite number from a JSON number or numeric text (whole numbers stay exact), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if not isinstance(value, float) or math.isnan(value) or math.isinf(value):
+        return None
+    return value
+
+
+def bounded_number(
+    number: int | float, value: Any, label: str, *, whole: bool = True
+) -> tuple[Any, str]:
+    """(number, "") when the database can hold it: a 64-bit integer, or a finite float."""
+    if whole:
+        if INTEGER_MIN <= number <= INTEGER_MAX:
+            return number, ""
+        return None, (
+            f"{_describe(value)} is out of range for {label}; "
+            f"use a whole number from {INTEGER_MIN} to {INTEGER_MAX}."
+        )
+    try:
+        return float(number), ""
+    except OverflowError:
+        return None, f"{_describe(value)} is out of range for {label}."
+
+
 def coerce_value(value: Any, value_type: str, label: str) -> tuple[Any, str]:
     """(converted value, error message or "") for one scalar value of a field type."""
     if value_type == FieldType.STRING:
@@ -94,21 +135,14 @@ def coerce_value(value: Any, value_type: str, label: str) -> tuple[Any, str]:
             return None, f"A value is needed for {label}; use 'is not set' for empty values."
         return text, ""
     if value_type in (FieldType.NUMBER, FieldType.INTEGER):
-        number: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                number = None
-        if number is None or number != number or number in (float("inf"), float("-inf")):
+        number = parse_number(value)
+        if number is None:
             return None, f"{_describe(value)} is not a number (for {label})."
         if value_type == FieldType.INTEGER:
             if number != int(number):
                 return None, f"{_describe(value)} is not a whole number (for {label})."
-            return int(number), ""
-        return number, ""
+            return bounded_number(int(number), value, label)
+        return bounded_number(number, value, label, whole=False)
     if value_type in (FieldType.DATE, FieldType.DATETIME):
         if isinstance(value, str) and len(value.strip()) == 10:
             try:

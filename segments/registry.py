@@ -190,8 +190,10 @@ class Target:
         model = Profile
         if self.model is not None:
             model = apps.get_model(self.model) if isinstance(self.model, str) else self.model
-        expression = KT(self.path) if self.json else F(self.path)
-        return model.objects.all(), expression
+        if self.json:
+            # Rows where the key holds a value (JSON null is "not set", as in conditions).
+            return model.objects.filter(json_present(self.path)), KT(self.path)
+        return model.objects.all(), F(self.path)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import BooleanField, Case, Count, Exists, QuerySet, Value, When
-from django.db.models.fields.json import KT
+from django.db.models import BooleanField, Case, Count, Exists, QuerySet, TextField, Value, When
+from django.db.models.fields.json import KT, KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from consent.selectors import restricted_profile_ids
@@ -117,11 +118,22 @@ def field_values(*, key: str, prefix: str = "", limit: int = 15) -> list[str]:
     if field is None or not field.suggest_values:
         return []
     queryset, expression = field.target.values_queryset()
-    rows = queryset.annotate(_v=expression).exclude(_v__isnull=True).exclude(_v="")
+    # Compared and returned as text whatever the stored type (a JSON number, yes/no or date,
+    # a numeric column): text lookups on a JSON key would otherwise compare with JSON and fail
+    # on SQLite ("malformed JSON"). Ordered by the value itself, so numbers come 2, 9, 10.
+    order = expression
+    if isinstance(expression, KeyTextTransform):
+        order = KeyTransform(expression.key_name, *expression.get_source_expressions())
+    rows = (
+        queryset.annotate(_v=Cast(expression, TextField()), _o=order)
+        .exclude(_v__isnull=True)
+        .exclude(_v="")
+    )
     if prefix:
         rows = rows.filter(_v__istartswith=prefix)
-    values = rows.order_by("_v").values_list("_v", flat=True).distinct()[:limit]
-    return [str(v) for v in values]
+    values = rows.order_by("_o", "_v").values_list("_v", flat=True).distinct()
+    # One text may come from values of two types (2 and "2"): keep it once.
+    return list(dict.fromkeys(values[: limit * 2]))[:limit]
 
 
 def event_names(*, prefix: str = "", limit: int = 15) -> list[str]:

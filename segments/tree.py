@@ -164,20 +164,50 @@ def group_paths(tree: dict) -> list[tuple[str, int]]:
 
 
 def prune_problems(tree: dict, problems: list[dict]) -> tuple[dict, set[str]]:
-    """The tree without the nodes that have problems (so the rest can still be counted)."""
+    """The tree without the nodes that have problems (so the rest can still be counted), and
+    the paths left out.
+
+    A node left out is neutral in its group: everyone inside AND, no one inside OR (negation
+    aside). A group whose conditions are all left out is left out of its own group in turn, so
+    a half-built OR group does not make the audience no one; Include or Exclude left with
+    nothing is empty, which is ignored (everyone / excludes no one).
+    """
     tree = copy.deepcopy(tree)
-    removed = set()
-    paths = sorted(
-        {p["path"].split(".where")[0] for p in problems if _parent(p["path"].split(".where")[0])},
-        key=lambda p: [int(x) if x.isdigit() else -1 for x in p.split(".")],
-        reverse=True,
-    )
-    for path in paths:
-        parent, index = _parent(path)
-        group = node_at(tree, parent)
-        if group is not None and 0 <= index < len(group.get("children", [])):
-            # Neutral in its group: everyone inside AND, no one inside OR (negation aside).
-            neutral = empty_group() if group.get("op") == "and" else NOBODY
-            group["children"][index] = copy.deepcopy(neutral)
-            removed.add(path)
+    bad = {p["path"].split(".where")[0] for p in problems}
+    removed: set[str] = set()
+
+    def left_out(node: dict, path: str) -> bool:
+        if path in bad and _parent(path):
+            removed.update(_paths(node, path))
+            return True
+        children = node.get("children") if node.get("type") == "group" else None
+        if not isinstance(children, list) or not children:
+            return False
+        out = [
+            isinstance(child, dict) and left_out(child, f"{path}.{index}")
+            for index, child in enumerate(children)
+        ]
+        if all(out):
+            if _parent(path):
+                removed.add(path)
+                return True
+            node["children"] = []  # Include / Exclude: empty, ignored
+            return False
+        neutral = empty_group() if node.get("op") == "and" else NOBODY
+        for index, is_out in enumerate(out):
+            if is_out:
+                children[index] = copy.deepcopy(neutral)
+        return False
+
+    for part in GROUP_PARTS:
+        if isinstance(tree.get(part), dict):
+            left_out(tree[part], part)
     return tree, removed
+
+
+def _paths(node: Any, path: str):
+    """The path of a node and of every node inside it."""
+    yield path
+    if isinstance(node, dict) and node.get("type") == "group":
+        for index, child in enumerate(node.get("children") or []):
+            yield from _paths(child, f"{path}.{index}")

@@ -294,6 +294,10 @@ def builder_counts(request: HttpRequest) -> TemplateResponse:
             {"slug": slug(p), "count": None if p in incomplete else n}
             for p, n in counts["nodes"].items()
         ]
+        # Nodes inside a group left out as a whole are not in the counted tree.
+        nodes += [
+            {"slug": slug(p), "count": None} for p in sorted(incomplete - counts["nodes"].keys())
+        ]
         context.update(counts=counts, nodes=nodes)
         if request.user.has_perm("profiles.view_profile"):
             context["preview"] = rules_preview(tree, segment=segment)

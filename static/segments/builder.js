@@ -121,6 +121,64 @@
     });
   }
 
+  // A failed request must never replace the page: the rules being built live only in it.
+  // Error responses are not swapped (htmx's default); with DEBUG on, django-htmx would show
+  // Django's error page instead of the builder, so builder requests stop short of its
+  // document-level listener. The builder says what happened and keeps everything as it was.
+  // The message stays until a request to the endpoint that failed succeeds again.
+  var failedPath = null;
+
+  function endpoint(event) { return event.detail.pathInfo.requestPath.split("?")[0]; }
+
+  function requestError(message, path) {
+    var note = document.getElementById("seg-request-error");
+    if (!note) return;
+    failedPath = message ? path : null;
+    note.textContent = message;
+    note.hidden = !message;
+  }
+
+  function watchRequests(root) {
+    root.addEventListener("htmx:beforeOnLoad", function (event) {
+      if (event.detail.xhr.status >= 400) event.stopPropagation();
+    });
+    root.addEventListener("htmx:responseError", function (event) {
+      requestError(
+        "The server could not answer (error " + event.detail.xhr.status + "). " +
+        "Your rules are unchanged; try again, or save them once the problem is fixed.",
+        endpoint(event)
+      );
+    });
+    root.addEventListener("htmx:sendError", function (event) {
+      requestError(
+        "The server could not be reached. Your rules are unchanged; try again.", endpoint(event)
+      );
+    });
+    root.addEventListener("htmx:afterRequest", function (event) {
+      if (event.detail.successful && endpoint(event) === failedPath) requestError("");
+    });
+    root.addEventListener("htmx:beforeSwap", dropStaleCounts);
+  }
+
+  // A count can arrive just after the tree was re-rendered (a drag or a button while the count
+  // was on its way): the badges of nodes no longer on the page are dropped (htmx would log each
+  // missing target as an error); the count that follows every re-render fills in the new ones.
+  function dropStaleCounts(event) {
+    if (event.detail.elt.id !== "seg-counter" || !event.detail.shouldSwap) return;
+    var response = document.createElement("template");
+    response.innerHTML = event.detail.serverResponse;
+    var stale = Array.prototype.filter.call(
+      response.content.querySelectorAll("[hx-swap-oob][id]"),
+      function (el) { return !document.getElementById(el.id); }
+    );
+    if (!stale.length) return;
+    stale.forEach(function (el) { el.remove(); });
+    event.detail.serverResponse = response.innerHTML;
+  }
+
   document.addEventListener("htmx:load", function (event) { initSortables(event.target); });
-  document.addEventListener("DOMContentLoaded", function () { initSortables(document); });
+  document.addEventListener("DOMContentLoaded", function () {
+    initSortables(document);
+    if (builder()) watchRequests(builder());
+  });
 })();

@@ -145,3 +145,98 @@ def test_members_need_permission_to_view_profiles(db, django_user_model, people)
     assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
     created = client.post("/api/segments", {"name": "C", "rules": BERLIN}, format="json")
     assert created.status_code == 403
+
+
+def _include(*children) -> dict:
+    return {"rules": {"include": {"type": "group", "op": "and", "children": list(children)}}}
+
+
+def _field(field, operator, value) -> dict:
+    return {"type": "field", "field": field, "operator": operator, "value": value}
+
+
+def _event_where(value) -> dict:
+    where = [{"property": "total", "operator": "greater", "value": value}]
+    return {"type": "event", "event": "Order Completed", "where": where}
+
+
+INT64 = "a whole number from -9223372036854775808 to 9223372036854775807"
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        (
+            # sent as a JSON number and as text: both beyond a 64-bit integer
+            _include(_field("total_orders", "greater", 99999999999999999999)),
+            "include.0",
+            f"99999999999999999999 is out of range for Total orders; use {INT64}.",
+        ),
+        (
+            _include(_field("city", "equals", "Berlin"), _field("total_orders", "less", "-1e19")),
+            "include.1",
+            f'"-1e19" is out of range for Total orders; use {INT64}.',
+        ),
+        (
+            _include(_field("total_orders", "between", [1, 2**63])),
+            "include.0",
+            f"9223372036854775808 is out of range for Total orders; use {INT64}.",
+        ),
+        (
+            _include(_field("total_spent", "greater", 10**400)),
+            "include.0",
+            "1" + "0" * 56 + "... is out of range for Total spent.",
+        ),
+        (
+            _include(_event_where(99999999999999999999)),
+            "include.0.where.0",
+            f"99999999999999999999 is out of range for total; use {INT64}.",
+        ),
+        (
+            _include(_event_where("nan")),
+            "include.0.where.0",
+            '"nan" is not a number (for total).',
+        ),
+        (
+            _include(_event_where("1e400")),
+            "include.0.where.0",
+            '"1e400" is not a number (for total).',
+        ),
+    ],
+)
+def test_count_with_numbers_beyond_the_field_type_is_a_400(api, people, body, path, message):
+    response = api.post("/api/segments/count", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_rules"
+    assert response.json()["errors"] == [{"path": path, "message": message}]
+
+
+def _nested(depth: int) -> str:
+    leaf = '{"type": "field", "field": "city", "operator": "equals", "value": "Berlin"}'
+    group = '{"type": "group", "op": "and", "children": ['
+    return '{"rules": {"include": ' + group * depth + leaf + "]}" * depth + "}}"
+
+
+def test_count_with_groups_nested_too_deep_names_the_group(api, people):
+    response = api.post("/api/segments/count", _nested(14), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"path": "include" + ".0" * 13, "message": "Groups can be nested at most 12 deep."}
+    ]
+
+
+def test_count_with_groups_nested_thousands_deep_is_a_400(api, people):
+    response = api.post("/api/segments/count", _nested(3000), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_rules",
+        "message": "The rules are nested too deeply: groups can be nested at most 12 deep.",
+    }
+
+
+def test_count_with_groups_nested_twelve_deep_counts(api, people):
+    response = api.post("/api/segments/count", _nested(12), content_type="application/json")
+    assert (response.status_code, response.json()) == (200, {"count": 2})

@@ -27,6 +27,17 @@ def page(live_server, django_user_model, monkeypatch):
         page.fill("#id_password", "pw-lead-123")
         page.click("input[type=submit]")
         page.wait_for_url(f"{live_server.url}/admin/")
+        # Errors in the browser console from here on (the tests' pages: builder, segment pages).
+        page.console_errors = []
+        page.on(
+            "console",
+            lambda m: (
+                page.console_errors.append(f"{m.text} ({m.location['url']})")
+                if m.type == "error"
+                else None
+            ),
+        )
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
         page.base_url = live_server.url
         yield page
         browser.close()
@@ -112,6 +123,7 @@ def test_drag_two_conditions_into_a_nested_group_save_and_explain(page, make_pro
     page.fill("#seg-description", "Berlin or Hamburg, Germany")
     page.click("#seg-save-button")
     page.wait_for_url("**/admin/segments/segment/*/change/")
+    assert page.console_errors == []
     segment = Segment.objects.get(name="DE city dwellers")
     group = segment.rules["include"]["children"][1]
     assert group["op"] == "or"
@@ -127,3 +139,53 @@ def test_drag_two_conditions_into_a_nested_group_save_and_explain(page, make_pro
     expect(page.locator('li[data-path="include.0"] > .seg-mark')).to_have_text("✓ true")
     expect(page.locator('li[data-path="include.1"] > .seg-mark')).to_have_text("✗ false")
     expect(page.locator('li[data-path="include"] > .seg-mark')).to_have_text("✗ false")
+
+
+def test_type_ahead_of_json_numbers_keeps_console_clean_and_survives_server_errors(
+    page, make_profile, settings
+):
+    # DEBUG on, as in the demo: django-htmx then shows Django's error page for a failed request.
+    settings.DEBUG = True
+    for orders in (10, 2, 9, 2):
+        make_profile(attributes={"total_orders": orders})
+    page.goto(f"{page.base_url}/admin/segments/segment/builder/")
+    expect(page.locator("#seg-total")).to_have_text("4")
+    page.click('.seg-palette-item[data-key="total_orders"] button')
+    expect(page.locator("#count-include-0")).to_have_text("incomplete")  # rendered and settled
+    value = condition(page, "include.0").locator("input.seg-value")
+    value.focus()
+    expect(page.locator("#dl-include-0 option")).to_have_count(3)
+    options = page.locator("#dl-include-0 option")
+    assert [options.nth(i).get_attribute("value") for i in range(3)] == ["2", "9", "10"]
+
+    # Typing re-counts while an earlier count may still be running: two changes at once
+    # used to abort the first request (htmx logs each abort as a console error).
+    value.press_sequentially("2", delay=50)
+    page.evaluate(
+        "() => { htmx.trigger(document.body, 'seg-changed');"
+        " htmx.trigger(document.body, 'seg-changed'); }"
+    )
+    expect(page.locator("#seg-total")).to_have_text("2")
+    expect(page.locator("#count-include-0")).to_have_text("2")
+    page.wait_for_timeout(300)
+    assert page.console_errors == []
+
+    # A server error (forced here, the endpoint no longer fails) keeps the builder and the
+    # rules on the page and says what happened until that endpoint answers again.
+    page.route(
+        "**/builder/values/**",
+        lambda route: route.fulfill(
+            status=500, content_type="text/html", body="<html><h1>OperationalError</h1></html>"
+        ),
+    )
+    value.press_sequentially("0", delay=50)
+    expect(page.locator("#seg-request-error")).to_contain_text("error 500")
+    expect(page.locator("h1")).not_to_have_text("OperationalError")
+    expect(value).to_have_value("20")
+    expect(page.locator("#seg-total")).to_have_text("0")  # counts still answer...
+    expect(page.locator("#seg-request-error")).to_contain_text("Your rules are unchanged")
+    expect(page.locator("#seg-tree")).to_be_visible()
+    page.unroute("**/builder/values/**")
+    value.press_sequentially("0", delay=50)
+    expect(page.locator("#seg-request-error")).to_be_hidden()
+    expect(value).to_have_value("200")

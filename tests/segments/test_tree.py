@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segments.registry import get_registry
-from segments.tree import prune_problems, tree_apply
+from segments.tree import empty_group, prune_problems, tree_apply
 
 
 def F(field, value):
@@ -77,3 +77,27 @@ def test_pruning_keeps_paths_and_is_neutral_in_its_group():
     assert removed == {"include.1.0"}
     assert pruned["include"]["children"][1]["children"][0]["operator"] == "is_not_set"  # no one
     assert pruned["include"]["children"][1]["children"][1] == F("city", "B")
+
+
+def test_pruning_leaves_out_a_group_whose_conditions_are_all_left_out():
+    inner = {"type": "group", "op": "and", "negate": True, "children": [F("city", "")]}
+    t = tree(
+        F("city", "A"),
+        {"type": "group", "op": "or", "negate": False, "children": [F("city", ""), inner]},
+    )
+    problems = [{"path": "include.1.0", "message": "x"}, {"path": "include.1.1.0", "message": "x"}]
+
+    pruned, removed = prune_problems(t, problems)
+
+    assert removed == {"include.1", "include.1.0", "include.1.1", "include.1.1.0"}
+    assert pruned["include"]["children"] == [F("city", "A"), empty_group()]  # neutral in AND
+
+
+def test_pruning_empties_include_when_everything_in_it_is_left_out():
+    t = tree(F("city", ""))
+    t["include"]["op"] = "or"
+
+    pruned, removed = prune_problems(t, [{"path": "include.0", "message": "x"}])
+
+    assert removed == {"include.0"}
+    assert pruned["include"]["children"] == []

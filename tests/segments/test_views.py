@@ -103,11 +103,117 @@ def test_incomplete_condition_is_left_out_of_counts_and_named(admin_client, berl
     assert "A value is needed for City" in html
 
 
+def group(*children, op="or", negate=False):
+    return {"type": "group", "op": op, "negate": negate, "children": list(children)}
+
+
+def counts(admin_client, tree) -> str:
+    return admin_client.post(
+        reverse("admin:segments_builder_counts"), {"rules": json.dumps(tree)}
+    ).content.decode()
+
+
+def total(html: str) -> str:
+    return re.search(r'<strong id="seg-total" hx-swap-oob="true">([^<]*)<', html).group(1)
+
+
+def test_group_of_only_incomplete_conditions_is_left_out_of_its_parent(admin_client, berliners):
+    # DE AND (city = ? OR (city in ?)): the half-built OR group must not make it "no one".
+    html = counts(
+        admin_client,
+        rules(
+            F("country", "equals", "DE"),
+            group(F("city", "equals", ""), group(F("city", "in", ""), op="and", negate=True)),
+        ),
+    )
+
+    assert total(html) == "2"
+    assert node_count(html, "include-0") == "2"
+    for slug in ("include-1", "include-1-0", "include-1-1", "include-1-1-0"):
+        assert node_count(html, slug) == "incomplete"
+    assert "A value is needed for City" in html
+
+
+@pytest.mark.parametrize(("op", "negate"), [("or", False), ("and", False), ("or", True)])
+def test_include_of_only_incomplete_conditions_counts_everyone(admin_client, berliners, op, negate):
+    tree = rules(F("city", "equals", ""), group(F("country", "equals", "")))
+    tree["include"].update(op=op, negate=negate)
+
+    html = counts(admin_client, tree)
+
+    assert total(html) == "3"
+    assert node_count(html, "include-0") == node_count(html, "include-1") == "incomplete"
+
+
+def test_incomplete_exclude_excludes_no_one(admin_client, berliners):
+    tree = rules(F("country", "equals", "DE"))
+    tree["exclude"]["children"] = [F("city", "equals", ""), group(F("city", "in", ""), op="and")]
+
+    assert total(counts(admin_client, tree)) == "2"
+
+
+def test_incomplete_condition_next_to_complete_ones_stays_neutral(admin_client, berliners):
+    # In OR it is no one, in AND everyone: Berlin OR ? = 2; (DE AND ?) OR Berlin = 3.
+    assert (
+        total(
+            counts(
+                admin_client, rules(F("city", "equals", "Berlin"), F("city", "equals", ""), op="or")
+            )
+        )
+        == "2"
+    )
+    tree = rules(
+        group(F("country", "equals", "DE"), F("city", "equals", ""), op="and"),
+        F("city", "equals", "Berlin"),
+        op="or",
+    )
+    assert total(counts(admin_client, tree)) == "3"
+
+
 def test_type_ahead_offers_real_distinct_values(admin_client, berliners):
     response = admin_client.get(
         reverse("admin:segments_builder_values"), {"field": "city", "q": "b"}
     )
     assert response.content.decode().split() == ["<option", 'value="Berlin"></option>']
+
+
+@pytest.fixture
+def shoppers(make_profile):
+    """Typed JSON attributes as imports store them (numbers, yes/no, ISO dates) and traits."""
+    make_profile(
+        attributes={"total_orders": 10, "total_spent": 258.17, "accepts_email_marketing": False},
+        traits={"tier": "gold"},
+    )
+    make_profile(
+        attributes={"total_orders": 2, "birth_date": "1990-04-01", "accepts_email_marketing": True},
+        traits={"tier": "silver"},
+    )
+    make_profile(attributes={"total_orders": 9, "total_spent": 1200.0}, traits={"tier": "gold"})
+    make_profile(attributes={"total_orders": None})
+    make_profile(attributes={})
+
+
+def options(response) -> list[str]:
+    assert response.status_code == 200
+    return re.findall(r'<option value="([^"]*)"></option>', response.content.decode())
+
+
+@pytest.mark.parametrize(
+    ("field", "q", "values"),
+    [
+        ("total_orders", "", ["2", "9", "10"]),  # numbers in numeric order
+        ("total_orders", "1", ["10"]),
+        ("total_spent", "", ["258.17", "1200.0"]),
+        ("accepts_email_marketing", "", ["false", "true"]),
+        ("birth_date", "19", ["1990-04-01"]),
+        ("trait:tier", "", ["gold", "silver"]),
+        ("trait:tier", "G", ["gold"]),
+        ("trait:unknown_trait", "", []),
+    ],
+)
+def test_type_ahead_offers_typed_json_values(admin_client, shoppers, field, q, values):
+    response = admin_client.get(reverse("admin:segments_builder_values"), {"field": field, "q": q})
+    assert options(response) == values
 
 
 def test_save_creates_segment_and_redirects(admin_client, berliners):
