@@ -32,6 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdp.normalize import IdentifierTypes, InvalidValue, clean_text, identifier_key
+from consent.services.suppression import suppression_check
 from profiles.models import DataSource, Event, ImportRun, RawRecord
 from profiles.services.loyalty import loyalty_events_ingested
 from profiles.services.mapping import MappedIdentity, MappedRecord, stable_hash
@@ -280,7 +281,8 @@ def orders_import(*, source: DataSource, file: File, created_by=None) -> ImportR
     """Import a Shopify orders export into ``source`` inline; the run row records the outcome.
 
     Counts on the run: created = new order/refund events, updated = events whose content
-    changed, unchanged = events already present as they are, rejected = rows not used.
+    changed, unchanged = events already present as they are, rejected = rows not used,
+    suppressed = rows of erased persons (dropped, their payload not kept).
     """
     name = os.path.basename(file.name or "") or "orders.csv"
     run = ImportRun(source=source, created_by=created_by, original_name=name)
@@ -350,8 +352,22 @@ def _import_batch(run: ImportRun, source: DataSource, rows: list[dict], first_ro
             rejected.extend(order.raws)
             continue
         mapped.append((order, record, events))
+    # Erased persons (suppression list): their orders are dropped and their rows keep nothing.
+    suppressed = suppression_check(
+        identities_by_item={
+            order.name: [(i.type, i.key) for i in record.identities if i.key]
+            for order, record, _events in mapped
+        }
+    )
+    suppressed_raw_ids = [
+        raw.pk for order, _r, _e in mapped if order.name in suppressed for raw in order.raws
+    ]
+    mapped = [item for item in mapped if item[0].name not in suppressed]
 
     with transaction.atomic():
+        RawRecord.objects.filter(pk__in=suppressed_raw_ids).update(
+            status=RawRecord.Status.SUPPRESSED, payload={}, error=""
+        )
         by_key: dict[str, MappedRecord] = {}
         for _order, record, _events in mapped:
             by_key.setdefault(record.external_key, record)
@@ -374,6 +390,7 @@ def _import_batch(run: ImportRun, source: DataSource, rows: list[dict], first_ro
             updated_count=run.updated_count + counts["updated"],
             unchanged_count=run.unchanged_count + counts["unchanged"],
             rejected_count=run.rejected_count + len(rejected),
+            suppressed_count=run.suppressed_count + len(suppressed_raw_ids),
         )
         run.refresh_from_db()
 

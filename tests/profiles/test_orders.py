@@ -193,3 +193,22 @@ def test_an_order_split_across_batches_keeps_all_its_lines(shop, monkeypatch):
     assert (run.rows_done, run.rejected_count) == (2, 0)
     products = Event.objects.get(message_id="shopify-order:#1001").properties["products"]
     assert [p["name"] for p in products] == ["Mug", "Tea"]
+
+
+def test_orders_of_an_erased_person_are_dropped_and_keep_no_payload(shop):
+    """An order file must not bring back someone who was erased (suppression list)."""
+    from consent.services.suppression import suppression_add
+
+    suppression_add(keys=[("email", "ann@example.com")])
+    run = run_import(shop, EXPORT)
+    assert run.status == "succeeded", run.error
+    # Ann's three rows (#1001 twice, #1002) are suppressed; Bob's order is imported.
+    assert run.suppressed_count == 3
+    ann_rows = RawRecord.objects.filter(import_run=run, status=RawRecord.Status.SUPPRESSED)
+    assert sorted(ann_rows.values_list("row_number", flat=True)) == [1, 2, 3]
+    assert list(ann_rows.values_list("payload", flat=True)) == [{}, {}, {}]
+    assert not Profile.objects.filter(email__iexact="ann@example.com").exists()
+    assert not RawRecord.objects.filter(payload__Email__iexact="ann@example.com").exists()
+    names = sorted(e.properties["order_id"] for e in Event.objects.all())
+    assert "#1001" not in names and "#1002" not in names
+    assert "#1003" in names
