@@ -67,10 +67,12 @@ def test_import_csv_sync_prints_the_counts(db, tmp_path):
 
     one, two = ImportRun.objects.order_by("pk")
     assert first.strip() == (
-        f"Import #{one.pk} succeeded: read 3, created 2, updated 0, unchanged 0, rejected 1."
+        f"Import #{one.pk} succeeded: read 3, created 2, updated 0, unchanged 0, rejected 1, "
+        "suppressed 0."
     )
     assert second.strip() == (
-        f"Import #{two.pk} succeeded: read 3, created 0, updated 0, unchanged 2, rejected 1."
+        f"Import #{two.pk} succeeded: read 3, created 0, updated 0, unchanged 2, rejected 1, "
+        "suppressed 0."
     )
     source = DataSource.objects.get(name="shop")
     assert (source.kind, source.preset) == ("file", "shopify")

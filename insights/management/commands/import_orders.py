@@ -35,7 +35,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Import #{run.pk}: {run.rows_done} rows, {run.created_count} events created, "
             f"{run.updated_count} updated, {run.unchanged_count} unchanged, "
-            f"{run.rejected_count} rows rejected."
+            f"{run.rejected_count} rows rejected, {run.suppressed_count} suppressed."
         )
         insight = insight_run_create(kind=InsightRun.Kind.INCREMENTAL, sync=sync)
         self.stdout.write(f"Insight run #{insight.pk}: {insight.get_status_display()}.")

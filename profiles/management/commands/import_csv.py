@@ -56,7 +56,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Import #{run.pk} {run.status}: read {run.rows_done}, created {run.created_count}, "
             f"updated {run.updated_count}, unchanged {run.unchanged_count}, "
-            f"rejected {run.rejected_count}."
+            f"rejected {run.rejected_count}, suppressed {run.suppressed_count}."
         )
         if options["verbosity"] > 1:
             for reason, count in sorted((run.rejected_reasons or {}).items()):
