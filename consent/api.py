@@ -25,6 +25,7 @@ from consent.models import ConsentSource, DataSubjectRequest, LawfulBasis, Regim
 from consent.selectors import consent_history, consent_state
 from consent.services.consent import (
     ConsentError,
+    consent_decision_check,
     consent_gpc_record,
     consent_record,
     consent_subject_ensure,
@@ -110,6 +111,17 @@ def consent_view(request: Request) -> Response:
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
     id_type, value = _identifier(data)
+    try:  # the whole decision is checked before a profile may be created for it
+        consent_decision_check(
+            purpose=data["purpose"],
+            channel=data["channel"],
+            status=data["status"],
+            source=data["source"],
+            lawful_basis=data["lawful_basis"],
+            captured_at=data.get("captured_at"),
+        )
+    except ConsentError as exc:
+        raise ApiError("invalid_consent", str(exc)) from None
     try:
         profile = consent_subject_ensure(id_type=id_type, value=value)
     except (InvalidValue, ConsentError) as exc:

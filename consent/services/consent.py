@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -37,8 +37,40 @@ SMS_MARKETING = "sms_marketing"
 SALE_SHARING = "sale_sharing"
 
 
+# A decision cannot be captured later than now: a clock a little ahead is tolerated, a time
+# further ahead would make the decision "newest" forever (no later withdrawal could win).
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
 class ConsentError(ValueError):
     """A consent decision that cannot be recorded (unknown purpose or channel, bad status)."""
+
+
+def consent_decision_check(
+    *,
+    purpose: str,
+    channel: str,
+    status: str,
+    source: str,
+    lawful_basis: str = LawfulBasis.CONSENT,
+    captured_at: datetime | None = None,
+) -> tuple[Purpose, Channel]:
+    """Validate one decision before anything is written; returns its purpose and channel."""
+    if status not in ConsentStatus.values:
+        raise ConsentError(f"status must be one of {', '.join(ConsentStatus.values)}")
+    if lawful_basis not in LawfulBasis.values:
+        raise ConsentError(f"lawful_basis must be one of {', '.join(LawfulBasis.values)}")
+    if source not in ConsentSource.values:
+        raise ConsentError(f"source must be one of {', '.join(ConsentSource.values)}")
+    if captured_at is not None and captured_at > timezone.now() + FUTURE_TOLERANCE:
+        raise ConsentError("captured_at is in the future")
+    purpose_obj = Purpose.objects.filter(key=purpose).first()
+    if purpose_obj is None:
+        raise ConsentError(f"unknown purpose {purpose!r}")
+    channel_obj = Channel.objects.filter(key=channel).first()
+    if channel_obj is None:
+        raise ConsentError(f"unknown channel {channel!r}")
+    return purpose_obj, channel_obj
 
 
 @dataclass
@@ -70,6 +102,8 @@ def parse_consent_time(value: object) -> datetime | None:
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    if parsed > timezone.now() + FUTURE_TOLERANCE:
+        return None  # not trusted: the import time stands in (see FUTURE_TOLERANCE)
     return parsed
 
 
@@ -117,18 +151,14 @@ def consent_record(
     source_record_id: int | None = None,
 ) -> ConsentRecord:
     """Append one decision for a profile; audited."""
-    if status not in ConsentStatus.values:
-        raise ConsentError(f"status must be one of {', '.join(ConsentStatus.values)}")
-    if lawful_basis not in LawfulBasis.values:
-        raise ConsentError(f"lawful_basis must be one of {', '.join(LawfulBasis.values)}")
-    if source not in ConsentSource.values:
-        raise ConsentError(f"source must be one of {', '.join(ConsentSource.values)}")
-    purpose_obj = Purpose.objects.filter(key=purpose).first()
-    if purpose_obj is None:
-        raise ConsentError(f"unknown purpose {purpose!r}")
-    channel_obj = Channel.objects.filter(key=channel).first()
-    if channel_obj is None:
-        raise ConsentError(f"unknown channel {channel!r}")
+    purpose_obj, channel_obj = consent_decision_check(
+        purpose=purpose,
+        channel=channel,
+        status=status,
+        source=source,
+        lawful_basis=lawful_basis,
+        captured_at=captured_at,
+    )
     record = ConsentRecord.objects.create(
         profile=profile,
         purpose=purpose_obj,

@@ -173,3 +173,42 @@ def test_public_page_and_verification_link(client, db, django_capture_on_commit_
     dsr.refresh_from_db()
     assert (dsr.status, dsr.intake, dsr.verification_method) == ("verified", "page", "e-mail link")
     assert client.get(link).status_code == 400
+
+
+def test_a_decision_dated_in_the_future_is_refused_so_a_later_withdrawal_wins(api):
+    base = {"email": "ghost@example.org", "purpose": "email_marketing", "channel": "email"}
+    response = api(
+        "post",
+        "/api/consent",
+        {**base, "status": "granted", "source": "api", "captured_at": "2100-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {"code": "invalid_consent", "message": "captured_at is in the future"}
+    assert not Profile.objects.exists()
+    api("post", "/api/consent", {**base, "status": "granted", "source": "api"})
+    api("post", "/api/consent", {**base, "status": "withdrawn", "source": "api"})
+    state = api("get", "/api/consent", {"email": "ghost@example.org"}).json()["consent"]
+    assert [(s["purpose"], s["status"]) for s in state] == [("email_marketing", "withdrawn")]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"purpose": "no_such_purpose"}, "unknown purpose 'no_such_purpose'"),
+        ({"channel": "carrier_pigeon"}, "unknown channel 'carrier_pigeon'"),
+    ],
+)
+def test_a_rejected_decision_creates_no_profile(api, change, message):
+    body = {
+        "email": "ghost@example.org",
+        "purpose": "email_marketing",
+        "channel": "email",
+        "status": "granted",
+        "source": "api",
+        **change,
+    }
+    response = api("post", "/api/consent", body)
+    assert response.status_code == 400
+    assert response.json() == {"code": "invalid_consent", "message": message}
+    assert not Profile.objects.exists()
+    assert not SourceRecord.objects.exists()

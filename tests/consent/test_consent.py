@@ -444,3 +444,10 @@ def test_consent_record_rejects_an_unknown_source_and_writes_nothing():
             source="preference_centre",
         )
     assert ConsentRecord.objects.filter(profile=person).count() == 0
+
+
+def test_an_explicit_consent_time_in_the_future_is_not_trusted():
+    from consent.services.consent import parse_consent_time
+
+    assert parse_consent_time("2100-01-01 00:00:00") is None
+    assert parse_consent_time("2026-05-01T10:00:00Z") == datetime(2026, 5, 1, 10, tzinfo=UTC)
