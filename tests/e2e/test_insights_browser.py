@@ -33,39 +33,6 @@ EXPECTED_CHARTS = {
 
 
 @pytest.fixture
-def browser_page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-background-networking"],
-        )
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on(
-            "console",
-            lambda m: (
-                errors.append(f"{m.text} {m.location.get('url', '')}")
-                if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
-                else None
-            ),
-        )
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "response",
-            lambda r: (
-                errors.append(f"{r.status} {r.url}")
-                if r.status >= 400 and not r.url.endswith("/favicon.ico")
-                else None
-            ),
-        )
-        page.errors = errors
-        yield page
-        browser.close()
-
-
-@pytest.fixture
 def shop_data():
     """Customers with orders on several days, an anonymous visitor merged into one of them."""
     web = DataSource.objects.create(name="web", kind=DataSource.Kind.API)
