@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cdp.api import ApiError
+from insights.selectors import profile_360_parts
 from profiles.constants import IdentifierType
 from profiles.models import Identity, Profile, SourceRecord
 from profiles.selectors import profile_get, profile_lookup
@@ -53,6 +54,20 @@ class ProfileSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    # Fields that are parts of the profile 360 (insights.selectors.PROFILE_360_PARTS): a viewer
+    # without a part's permission gets a response without that key, as the admin hides it.
+    GUARDED_PARTS = ("identities", "source_records")
+
+    def __init__(self, *args, parts: frozenset[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        for part in self.GUARDED_PARTS:
+            if part not in parts:
+                self.fields.pop(part)
+
+
+def profile_response(request: Request, profile: Profile) -> Response:
+    return Response(ProfileSerializer(profile, parts=profile_360_parts(request.user)).data)
+
 
 @api_view(["GET"])
 @permission_classes([CanViewProfiles])
@@ -68,7 +83,7 @@ def profile_lookup_view(request: Request) -> Response:
     )
     if profile is None:
         raise ApiError("not_found", "No profile has this identifier.", 404)
-    return Response(ProfileSerializer(profile).data)
+    return profile_response(request, profile)
 
 
 @api_view(["GET"])
@@ -77,4 +92,4 @@ def profile_detail_view(request: Request, profile_id: int) -> Response:
     profile = profile_get(profile_id=profile_id)
     if profile is None:
         raise ApiError("not_found", "No profile has this id.", 404)
-    return Response(ProfileSerializer(profile).data)
+    return profile_response(request, profile)

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
 from segments import starters, views
 from segments.models import Segment, SegmentMembershipChange, SegmentRefresh
+from segments.services import SegmentError, segment_name_clean
+
+
+class SegmentForm(forms.ModelForm):
+    """The segment page's form: its name follows the same rule as the API and the builder."""
+
+    class Meta:
+        model = Segment
+        fields = ["name", "description", "scheduled"]
+
+    def clean_name(self) -> str:
+        try:
+            return segment_name_clean(self.cleaned_data.get("name", ""))
+        except SegmentError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
     list_display = ("name", "size", "refreshed_at", "scheduled", "updated_at")
     list_filter = ("scheduled",)
     search_fields = ("name", "description")

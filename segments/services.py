@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from django.db import connection, transaction
 from django.db.models import Count
@@ -23,12 +24,25 @@ class SegmentError(ValueError):
     """A change a user can fix (duplicate name, invalid rules)."""
 
 
-def _check(*, name: str, rules, segment: Segment | None = None) -> tuple[str, dict]:
+def segment_name_clean(name: str) -> str:
+    """The one rule for a segment name (API, builder, admin form): stripped, not empty, at most
+    the model field's length, and no control characters (NUL, newline, ...) or unpaired
+    surrogates (which UTF-8 cannot encode). Raises SegmentError; the message never echoes the
+    name, as a surrogate could not be rendered in it.
+    """
     name = (name or "").strip()
     if not name:
         raise SegmentError("A segment needs a name.")
-    if len(name) > 200:
-        raise SegmentError("A segment name has at most 200 characters.")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
+        raise SegmentError("A segment name may not hold control characters or unpaired surrogates.")
+    max_length = Segment._meta.get_field("name").max_length
+    if len(name) > max_length:
+        raise SegmentError(f"A segment name has at most {max_length} characters.")
+    return name
+
+
+def _check(*, name: str, rules, segment: Segment | None = None) -> tuple[str, dict]:
+    name = segment_name_clean(name)
     duplicate = Segment.objects.filter(name__iexact=name)
     if segment is not None and segment.pk:
         duplicate = duplicate.exclude(pk=segment.pk)

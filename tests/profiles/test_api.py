@@ -37,6 +37,11 @@ def marketer(make_api_client) -> APIClient:
 
 
 @pytest.fixture
+def steward(make_api_client) -> APIClient:
+    return make_api_client("Data Steward")
+
+
+@pytest.fixture
 def lena(make_source, import_csv) -> Profile:
     """A profile from a Shopify row and a tracking user with the same e-mail, three events."""
     shop = make_source(name="shop", preset="shopify", priority=10)
@@ -111,8 +116,8 @@ def assert_is_lena(data: dict, profile: Profile) -> None:
     ],
     ids=["email-other-spelling", "email", "phone-national", "phone-e164", "user-id"],
 )
-def test_lookup_by_any_identifier_returns_the_unified_profile(marketer, lena, params):
-    response = lookup(marketer, **params)
+def test_lookup_by_any_identifier_returns_the_unified_profile(steward, lena, params):
+    response = lookup(steward, **params)
 
     assert response.status_code == 200
     assert_is_lena(response.json(), lena)
@@ -160,24 +165,24 @@ def test_lookup_of_a_malformed_email_is_404_not_500(marketer, lena):
 # --- detail and merge redirects ------------------------------------------------------------
 
 
-def test_detail_returns_the_same_as_lookup(marketer, lena, django_assert_max_num_queries):
+def test_detail_returns_the_same_as_lookup(steward, lena, django_assert_max_num_queries):
     with django_assert_max_num_queries(8):
-        response = marketer.get(f"/api/profiles/{lena.pk}")
+        response = steward.get(f"/api/profiles/{lena.pk}")
 
     assert response.status_code == 200
-    assert response.json() == lookup(marketer, type="user_id", value="u-42").json()
+    assert response.json() == lookup(steward, type="user_id", value="u-42").json()
     assert_is_lena(response.json(), lena)
 
 
-def test_detail_of_a_merged_away_id_returns_the_survivor(marketer, make_source, import_csv):
+def test_detail_of_a_merged_away_id_returns_the_survivor(steward, make_source, import_csv):
     source = make_source()
     import_csv(source, "customer_id,first_name,email\nC-1,Ann,ann@example.com\n")
     import_csv(source, "customer_id,first_name,phone\nC-2,Annie,+1 202-555-0143\n")
     first, second = Profile.objects.order_by("pk")
     profiles_merge(survivor_id=first.pk, other_ids=[second.pk], reason="steward accepted")
 
-    absorbed = marketer.get(f"/api/profiles/{second.pk}")
-    survivor = marketer.get(f"/api/profiles/{first.pk}")
+    absorbed = steward.get(f"/api/profiles/{second.pk}")
+    survivor = steward.get(f"/api/profiles/{first.pk}")
 
     assert absorbed.status_code == 200
     assert absorbed.json() == survivor.json()
@@ -192,6 +197,97 @@ def test_detail_unknown_id_is_404_json(marketer, db):
 
     assert response.status_code == 404
     assert response.json() == {"code": "not_found", "message": "No profile has this id."}
+
+
+# --- parts each role may see (the admin's profile 360 rule) -------------------------------
+
+
+def test_marketer_detail_has_no_identities_or_source_records(marketer, lena):
+    response = marketer.get(f"/api/profiles/{lena.pk}")
+
+    assert response.status_code == 200
+    data = response.json()
+    assert "identities" not in data
+    assert "source_records" not in data
+    assert "Lena.Vogt@Example.DE" not in response.content.decode()
+    assert "user:u-42" not in response.content.decode()
+    assert sorted(data) == [
+        "attribute_sources",
+        "attributes",
+        "created_at",
+        "event_count",
+        "id",
+        "updated_at",
+    ]
+    assert data["attributes"]["first_name"] == "Lena"
+    assert data["event_count"] == 3
+
+
+def test_marketer_lookup_has_no_identities_or_source_records(marketer, lena):
+    response = lookup(marketer, type="email", value="lena.vogt@example.de")
+
+    assert response.status_code == 200
+    data = response.json()
+    assert data["id"] == lena.pk
+    assert "identities" not in data
+    assert "source_records" not in data
+    assert "Lena.Vogt@Example.DE" not in response.content.decode()
+
+
+def test_steward_detail_has_identities_and_source_records(steward, lena):
+    response = steward.get(f"/api/profiles/{lena.pk}")
+
+    assert response.status_code == 200
+    assert_is_lena(response.json(), lena)
+    shop = next(r for r in response.json()["source_records"] if r["source"] == "shop")
+    assert shop["attributes"]["first_name"] == "Lena"
+
+
+@pytest.mark.parametrize(
+    ("group", "keys"),
+    [
+        ("Marketer", set()),
+        ("Data Steward", {"identities", "source_records"}),
+        ("Privacy Officer", {"identities", "source_records"}),
+        ("Data Engineer", {"identities", "source_records"}),
+    ],
+)
+def test_each_role_gets_the_parts_its_permissions_allow(make_api_client, lena, group, keys):
+    data = make_api_client(group).get(f"/api/profiles/{lena.pk}").json()
+
+    assert {"identities", "source_records"} & set(data) == keys
+
+
+def test_view_profile_alone_gives_neither_identities_nor_source_records(lena):
+    user = User.objects.create_user("reader")
+    user.user_permissions.add(Permission.objects.get(codename="view_profile"))
+    client = APIClient()
+    client.force_authenticate(user)
+
+    data = client.get(f"/api/profiles/{lena.pk}").json()
+
+    assert data["id"] == lena.pk
+    assert "identities" not in data
+    assert "source_records" not in data
+
+
+def test_view_identity_permission_adds_only_identities(lena):
+    user = User.objects.create_user("reader")
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_profile", "view_identity"])
+    )
+    client = APIClient()
+    client.force_authenticate(user)
+
+    data = client.get(f"/api/profiles/{lena.pk}").json()
+
+    assert "source_records" not in data
+    assert sorted(i["raw_value"] for i in data["identities"]) == [
+        "(202) 555-0143",
+        "Lena.Vogt@Example.DE",
+        "lena.vogt@example.de",
+        "u-42",
+    ]
 
 
 # --- authentication and permission ---------------------------------------------------------

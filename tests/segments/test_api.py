@@ -240,3 +240,50 @@ def test_count_with_groups_nested_thousands_deep_is_a_400(api, people):
 def test_count_with_groups_nested_twelve_deep_counts(api, people):
     response = api.post("/api/segments/count", _nested(12), content_type="application/json")
     assert (response.status_code, response.json()) == (200, {"count": 2})
+
+
+# --- segment names: text a database can store, no control characters, model's max length ---
+
+
+def post_raw(api, body: str):
+    """POST a raw JSON body (escapes such as \\ud800 reach the parser as written)."""
+    return api.post("/api/segments", body, content_type="application/json")
+
+
+RULES_JSON = '{"include": {"type": "group", "op": "and", "children": []}}'
+
+
+@pytest.mark.parametrize(
+    "name_json",
+    [r'"\ud800"', r'"Berlin \udfff"', r'"\u0000"', r'"VIP\u0000"', r'"a\nb"', r'"tab\there"'],
+    ids=["lone-high-surrogate", "lone-low-surrogate", "nul", "nul-inside", "newline", "tab"],
+)
+def test_create_with_an_unstorable_or_control_character_name_is_a_400(api, db, name_json):
+    response = post_raw(api, f'{{"name": {name_json}, "rules": {RULES_JSON}}}')
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_segment",
+        "message": "A segment name may not hold control characters or unpaired surrogates.",
+    }
+    assert Segment.objects.count() == 0
+
+
+def test_create_with_a_name_longer_than_the_model_field_is_a_400(api, db):
+    response = post_raw(api, f'{{"name": "{"x" * 201}", "rules": {RULES_JSON}}}')
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_segment",
+        "message": "A segment name has at most 200 characters.",
+    }
+    assert Segment.objects.count() == 0
+
+
+def test_create_with_a_name_of_exactly_200_characters_and_unicode_is_201(api, db):
+    name = "Zoë 😀 " + "x" * 194
+    response = post_raw(api, f'{{"name": "{name}", "rules": {RULES_JSON}}}')
+
+    assert response.status_code == 201
+    assert Segment.objects.get().name == name
+    assert len(name) == 200

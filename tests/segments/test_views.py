@@ -232,6 +232,48 @@ def test_save_creates_segment_and_redirects(admin_client, berliners):
     assert segment.rules["include"]["children"] == [F("city", "equals", "Berlin")]
 
 
+def test_save_with_a_nul_in_the_name_shows_the_problem_and_saves_nothing(admin_client, berliners):
+    response = admin_client.post(
+        reverse("admin:segments_builder_save"),
+        {"rules": json.dumps(rules(F("city", "equals", "Berlin"))), "name": "VIP\u0001"},
+    )
+    assert (
+        "A segment name may not hold control characters or unpaired surrogates."
+        in response.content.decode()
+    )
+    assert Segment.objects.count() == 0
+
+
+def test_admin_change_form_refuses_a_control_character_and_a_too_long_name(admin_client, db):
+    segment = segment_create(name="Berlin", rules={"include": rules()})
+    url = reverse("admin:segments_segment_change", args=[segment.pk])
+
+    control = admin_client.post(url, {"name": "Ber\x07lin", "description": ""})
+    too_long = admin_client.post(url, {"name": "x" * 201, "description": ""})
+
+    assert control.status_code == 200
+    assert (
+        "A segment name may not hold control characters or unpaired surrogates."
+        in control.content.decode()
+    )
+    assert too_long.status_code == 200
+    # The form field's own max_length (the model's) answers first.
+    assert "Ensure this value has at most 200 characters (it has 201)." in too_long.content.decode()
+    segment.refresh_from_db()
+    assert segment.name == "Berlin"
+
+
+def test_admin_change_form_saves_a_valid_name_stripped(admin_client, db):
+    segment = segment_create(name="Berlin", rules={"include": rules()})
+    url = reverse("admin:segments_segment_change", args=[segment.pk])
+
+    response = admin_client.post(url, {"name": "  Berlin VIP  ", "description": ""})
+
+    assert response.status_code == 302
+    segment.refresh_from_db()
+    assert segment.name == "Berlin VIP"
+
+
 def test_save_with_invalid_rules_shows_the_problem_and_saves_nothing(admin_client, berliners):
     response = admin_client.post(
         reverse("admin:segments_builder_save"),
