@@ -13,6 +13,7 @@ from insights import charts
 from insights.models import InsightMetric, InsightRun, ProfileInsight, RfmGroup
 from profiles.loyalty_selectors import loyalty_summary
 from profiles.models import Event, Identity, MergeLog, SourceRecord
+from profiles.selectors import PROFILE_PARTS
 from segments.models import SegmentMembership
 
 DASHBOARDS = {
@@ -285,30 +286,12 @@ def _segment_memberships(profile_id: int, limit: int = 100) -> list:
     )
 
 
-# The parts of the 360 page that hold more than the profile itself, and the permission a
-# user needs to see each (the same as for the admin list of those rows).
-PROFILE_360_PARTS = {
-    "identities": "profiles.view_identity",
-    "source_records": "profiles.view_sourcerecord",
-    "merges": "profiles.view_mergelog",
-    "events": "profiles.view_event",
-    "consent": "consent.view_consentrecord",
-    "segments": "segments.view_segmentmembership",
-    "loyalty": "profiles.view_loyaltymember",
-}
-
-
-def profile_360_parts(user) -> frozenset[str]:
-    """The parts of the 360 page ``user`` may see."""
-    return frozenset(part for part, perm in PROFILE_360_PARTS.items() if user.has_perm(perm))
-
-
 def profile_360_get(
     *,
     profile,
     page: int = 1,
     limit: int = 100,
-    parts: frozenset[str] = frozenset(PROFILE_360_PARTS),
+    parts: frozenset[str] = frozenset(PROFILE_PARTS),
 ):
     """Everything about one person the viewer may see (``parts``; others are None), each part
     with a fixed number of queries.

@@ -16,8 +16,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from insights.models import InsightRun
-from insights.selectors import DASHBOARDS, dashboard_get, profile_360_get, profile_360_parts
+from insights.selectors import DASHBOARDS, dashboard_get, profile_360_get
 from insights.services.runs import insight_run_create
+from profiles.selectors import profile_parts
 from profiles.services.resolution import profile_resolve_id
 
 DASHBOARD_PERMISSION = "insights.view_profileinsight"
@@ -69,7 +70,7 @@ def profile_360_view(request, admin_site, profile_id: int):
     view = profile_360_get(
         profile=profile,
         page=int(page) if page.isdigit() else 1,
-        parts=profile_360_parts(request.user),
+        parts=profile_parts(request.user),
     )
     context = {
         **admin_site.each_context(request),

@@ -9,10 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cdp.api import ApiError
-from insights.selectors import profile_360_parts
 from profiles.constants import IdentifierType
 from profiles.models import Identity, Profile, SourceRecord
-from profiles.selectors import profile_get, profile_lookup
+from profiles.selectors import profile_get, profile_lookup, profile_parts
 
 
 class CanViewProfiles(BasePermission):
@@ -54,7 +53,7 @@ class ProfileSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
-    # Fields that are parts of the profile 360 (insights.selectors.PROFILE_360_PARTS): a viewer
+    # Fields that are parts of the profile 360 (profiles.selectors.PROFILE_PARTS): a viewer
     # without a part's permission gets a response without that key, as the admin hides it.
     GUARDED_PARTS = ("identities", "source_records")
 
@@ -66,7 +65,7 @@ class ProfileSerializer(serializers.ModelSerializer):
 
 
 def profile_response(request: Request, profile: Profile) -> Response:
-    return Response(ProfileSerializer(profile, parts=profile_360_parts(request.user)).data)
+    return Response(ProfileSerializer(profile, parts=profile_parts(request.user)).data)
 
 
 @api_view(["GET"])

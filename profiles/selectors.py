@@ -149,3 +149,21 @@ def import_run_rejected_csv_lines(*, run) -> Iterator[str]:
         if extra:
             values[-1] = f"{error} (extra values: {' | '.join(map(str, extra))})"
         yield line(values)
+
+
+# The parts of a profile (admin 360 page, REST API) that hold more than the profile itself,
+# and the permission a user needs to see each (the same as for the admin list of those rows).
+PROFILE_PARTS = {
+    "identities": "profiles.view_identity",
+    "source_records": "profiles.view_sourcerecord",
+    "merges": "profiles.view_mergelog",
+    "events": "profiles.view_event",
+    "consent": "consent.view_consentrecord",
+    "segments": "segments.view_segmentmembership",
+    "loyalty": "profiles.view_loyaltymember",
+}
+
+
+def profile_parts(user) -> frozenset[str]:
+    """The parts of a profile ``user`` may see."""
+    return frozenset(part for part, perm in PROFILE_PARTS.items() if user.has_perm(perm))
