@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Concat
 
 from activation.db import HmacSha256
@@ -36,7 +36,7 @@ from consent.models import (
     ConsentStatus,
     Suppression,
 )
-from consent.selectors import restricted_profile_ids
+from consent.selectors import newest_consent_records, restricted_profile_ids
 from profiles.models import Identity
 from segments.models import SegmentMembership
 
@@ -54,21 +54,6 @@ def segment_member_ids(segment) -> QuerySet:
     return SegmentMembership.objects.filter(segment=segment).values("profile_id")
 
 
-def _current(records: QuerySet, partition: list[str]) -> QuerySet:
-    """Each partition's newest record (by capture time, then id): those with no newer record.
-
-    An anti-join, so a filter added afterwards (such as ``status=granted``) applies to the newest
-    record only — an older grant never counts when a withdrawal came after it. On PostgreSQL it
-    runs on the (profile, purpose, channel, -captured_at, -id) index.
-    """
-    newer = records.filter(
-        Q(captured_at__gt=OuterRef("captured_at"))
-        | Q(captured_at=OuterRef("captured_at"), id__gt=OuterRef("id")),
-        **{name: OuterRef(name) for name in partition},
-    )
-    return records.filter(~Exists(newer))
-
-
 def consent_exclusions(profile_ids: QuerySet, destination) -> dict[str, QuerySet | OnlyThose]:
     """Profile ids (subqueries) to leave out of ``destination``, by reason (see module doc)."""
     reasons: dict[str, QuerySet | OnlyThose] = {}
@@ -81,13 +66,15 @@ def consent_exclusions(profile_ids: QuerySet, destination) -> dict[str, QuerySet
         )
         if destination.consent_channel:
             records = records.filter(channel__key__in=[destination.consent_channel, Channel.ALL])
-        granted = _current(records, ["profile_id"]).filter(status=ConsentStatus.GRANTED)
+        granted = newest_consent_records(records, ["profile_id"]).filter(
+            status=ConsentStatus.GRANTED
+        )
         reasons["no_consent"] = OnlyThose(granted.values("profile_id"))
     if destination.is_sale_or_sharing:
         records = ConsentRecord.objects.filter(
             profile_id__in=profile_ids, purpose__is_sale_or_sharing=True
         )
-        opted_out = _current(records, ["profile_id", "purpose_id"]).filter(
+        opted_out = newest_consent_records(records, ["profile_id", "purpose_id"]).filter(
             status__in=RESTRICTIVE_STATUSES
         )
         reasons["opted_out_of_sale"] = opted_out.values("profile_id")

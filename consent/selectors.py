@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from consent.models import (
@@ -29,16 +29,36 @@ def _channel_filter(channel: str | None) -> Q:
     return Q(channel__key__in=[channel, Channel.ALL])
 
 
-def consent_status_subquery(purpose: str, channel: str | None = None, profile_ref: str = "pk"):
-    """The current status of a purpose (on a channel, or any channel) for ``OuterRef(profile_ref)``.
+# The one rule for "current": the newest decision by capture time, then by id. A record on the
+# 'all' channel counts for every channel (callers filter records by ``_channel_filter``).
+NEWEST_FIRST = ("-captured_at", "-id")
 
-    Current = the newest decision by capture time; a record on the 'all' channel counts for
-    every channel. NULL when the person never decided (unknown).
+
+def consent_status_subquery(purpose: str, channel: str | None = None, profile_ref: str = "pk"):
+    """The current status of a purpose (on a channel, or any channel) for ``OuterRef(profile_ref)``,
+    as a value (for segment conditions, which also need 'unknown'). NULL when the person never
+    decided (unknown).
     """
     records = ConsentRecord.objects.filter(
         Q(profile_id=OuterRef(profile_ref), purpose__key=purpose) & _channel_filter(channel)
-    ).order_by("-captured_at", "-id")
+    ).order_by(*NEWEST_FIRST)
     return Subquery(records.values("status")[:1])
+
+
+def newest_consent_records(records: QuerySet, partition: list[str]) -> QuerySet:
+    """Each partition's current record (``NEWEST_FIRST``): those with no newer record.
+
+    An anti-join, so a filter added afterwards (such as ``status=granted``) applies to the newest
+    record only: an older grant never counts when a withdrawal came after it. On PostgreSQL it
+    runs on the (profile, purpose, channel, -captured_at, -id) index. Used for sets of people
+    (activation, granted/denied audiences); ``consent_status_subquery`` gives one status value.
+    """
+    newer = records.filter(
+        Q(captured_at__gt=OuterRef("captured_at"))
+        | Q(captured_at=OuterRef("captured_at"), id__gt=OuterRef("id")),
+        **{name: OuterRef(name) for name in partition},
+    )
+    return records.filter(~Exists(newer))
 
 
 def restricted_profile_ids() -> QuerySet:
@@ -46,15 +66,19 @@ def restricted_profile_ids() -> QuerySet:
     return Restriction.objects.values("profile_id")
 
 
+def _current_with_status(purpose: str, channel: str | None, statuses: list[str]) -> QuerySet:
+    records = ConsentRecord.objects.filter(Q(purpose__key=purpose) & _channel_filter(channel))
+    return newest_consent_records(records, ["profile_id"]).filter(status__in=statuses)
+
+
 def consent_granted_profiles(purpose: str, channel: str | None = None) -> QuerySet:
     """Profiles whose current state for the purpose (on the channel) is granted and who are not
     restricted. Unknown, denied and withdrawn are all 'not granted'."""
     from profiles.models import Profile
 
-    return (
-        Profile.objects.annotate(_consent=consent_status_subquery(purpose, channel))
-        .filter(_consent=ConsentStatus.GRANTED)
-        .exclude(pk__in=restricted_profile_ids())
+    granted = _current_with_status(purpose, channel, [ConsentStatus.GRANTED])
+    return Profile.objects.filter(pk__in=granted.values("profile_id")).exclude(
+        pk__in=restricted_profile_ids()
     )
 
 
@@ -65,13 +89,8 @@ def consent_granted_profile_ids(purpose: str, channel: str | None = None) -> Que
 
 def consent_denied_profile_ids(purpose: str, channel: str | None = None) -> QuerySet:
     """Profiles whose current state is denied or withdrawn (explicit opt-out), as a subquery."""
-    from profiles.models import Profile
-
-    return (
-        Profile.objects.annotate(_consent=consent_status_subquery(purpose, channel))
-        .filter(_consent__in=[ConsentStatus.DENIED, ConsentStatus.WITHDRAWN])
-        .values("pk")
-    )
+    denied = [ConsentStatus.DENIED, ConsentStatus.WITHDRAWN]
+    return _current_with_status(purpose, channel, denied).values("profile_id")
 
 
 def consent_state(*, profile_id: int) -> list[dict]:

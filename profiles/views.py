@@ -106,7 +106,9 @@ def _source_for(request: HttpRequest, body: dict) -> DataSource:
 
 def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
     if request.method != "POST":
-        return json_error("method_not_allowed", "Use POST.", 405)
+        response = json_error("method_not_allowed", "Use POST.", 405)
+        response["Allow"] = "POST"
+        return response
     try:
         body, size = _read_body(request)
         source = _source_for(request, body)

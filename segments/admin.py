@@ -9,7 +9,7 @@ from django.urls import path, reverse
 
 from segments import starters, views
 from segments.models import Segment, SegmentMembershipChange, SegmentRefresh
-from segments.services import SegmentError, segment_name_clean
+from segments.services import SegmentError, segment_description_clean, segment_name_clean
 
 
 class SegmentForm(forms.ModelForm):
@@ -22,6 +22,12 @@ class SegmentForm(forms.ModelForm):
     def clean_name(self) -> str:
         try:
             return segment_name_clean(self.cleaned_data.get("name", ""))
+        except SegmentError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_description(self) -> str:
+        try:
+            return segment_description_clean(self.cleaned_data.get("description", ""))
         except SegmentError as exc:
             raise forms.ValidationError(str(exc)) from exc
 

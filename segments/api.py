@@ -89,7 +89,18 @@ def segment_count_view(request: Request) -> Response:
 @permission_classes([SegmentPermission])
 def segment_list_view(request: Request) -> Response:
     if request.method == "GET":
-        return Response({"results": SegmentSerializer(segment_list(), many=True).data})
+        offset = _whole_number(request, "offset", 0, minimum=0)
+        limit = _whole_number(request, "limit", MAX_PAGE, minimum=1, maximum=MAX_PAGE)
+        segments = segment_list()
+        total = segments.count()
+        page = segments[offset : offset + limit]
+        return Response(
+            {
+                "count": total,
+                "results": SegmentSerializer(page, many=True).data,
+                "next_offset": offset + limit if offset + limit < total else None,
+            }
+        )
     if not request.user.has_perm("segments.add_segment"):
         raise ApiError("permission_denied", "You do not have permission to create segments.", 403)
     data = request.data if isinstance(request.data, dict) else {}
@@ -106,6 +117,23 @@ def segment_list_view(request: Request) -> Response:
     except SegmentError as exc:
         raise ApiError("invalid_segment", str(exc)) from exc
     return Response(SegmentDetailSerializer(segment).data, status=status.HTTP_201_CREATED)
+
+
+def _whole_number(
+    request: Request, name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    """A query parameter that must be a whole number in range; anything else is a 400."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("invalid", f"{name} must be a whole number.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ApiError("invalid", f"{name} must be {bounds}.")
+    return value
 
 
 def _segment(segment_id: int) -> Segment:
@@ -128,13 +156,8 @@ def segment_members_view(request: Request, segment_id: int) -> Response:
     if not request.user.has_perm("profiles.view_profile"):
         raise ApiError("permission_denied", "You do not have permission to view profiles.", 403)
     segment = _segment(segment_id)
-    try:
-        after = int(request.query_params.get("after", 0))
-        limit = int(request.query_params.get("limit", 100))
-    except ValueError:
-        raise ApiError("invalid", "after and limit must be whole numbers.") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError("invalid", f"limit must be between 1 and {MAX_PAGE}.")
+    after = _whole_number(request, "after", 0, minimum=0)
+    limit = _whole_number(request, "limit", 100, minimum=1, maximum=MAX_PAGE)
     rows = list(
         segment_members(segment=segment, after=after, limit=limit).values(
             "id", "first_name", "last_name", "email", "city", "country"

@@ -41,6 +41,30 @@ def segment_name_clean(name: str) -> str:
     return name
 
 
+DESCRIPTION_MAX_LENGTH = 2000
+
+
+def segment_description_clean(description: str) -> str:
+    """The one rule for a segment description: stripped, at most 2,000 characters, line breaks
+    and tabs allowed, no other control characters (NUL, ...) or unpaired surrogates. Raises
+    SegmentError without echoing the text."""
+    description = (description or "").strip()
+    if any(
+        unicodedata.category(ch) == "Cs"
+        or (unicodedata.category(ch) == "Cc" and ch not in "\n\r\t")
+        for ch in description
+    ):
+        raise SegmentError(
+            "A segment description may not hold control characters (other than line breaks "
+            "and tabs) or unpaired surrogates."
+        )
+    if len(description) > DESCRIPTION_MAX_LENGTH:
+        raise SegmentError(
+            f"A segment description has at most {DESCRIPTION_MAX_LENGTH:,} characters."
+        )
+    return description
+
+
 def _check(*, name: str, rules, segment: Segment | None = None) -> tuple[str, dict]:
     name = segment_name_clean(name)
     duplicate = Segment.objects.filter(name__iexact=name)
@@ -58,9 +82,10 @@ def segment_create(
 ) -> Segment:
     """Create a segment after validating its rules (RuleError / SegmentError otherwise)."""
     name, clean = _check(name=name, rules=rules)
+    description = segment_description_clean(description)
     segment = Segment.objects.create(
         name=name,
-        description=description.strip(),
+        description=description,
         rules=clean,
         scheduled=scheduled,
         created_by=created_by if getattr(created_by, "pk", None) else None,
@@ -74,12 +99,13 @@ def segment_update(
     *, segment: Segment, name: str, rules, description: str = "", updated_by=None
 ) -> Segment:
     name, clean = _check(name=name, rules=rules, segment=segment)
+    description = segment_description_clean(description)
     changed = sorted(
         k
-        for k, v in (("name", name), ("description", description.strip()), ("rules", clean))
+        for k, v in (("name", name), ("description", description), ("rules", clean))
         if getattr(segment, k) != v
     )
-    segment.name, segment.description, segment.rules = name, description.strip(), clean
+    segment.name, segment.description, segment.rules = name, description, clean
     segment.updated_at = timezone.now()
     segment.save(update_fields=["name", "description", "rules", "updated_at"])
     audit_record(

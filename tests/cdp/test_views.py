@@ -88,3 +88,13 @@ def test_root_redirects_to_the_admin(client, db):
     response = client.get("/")
 
     assert (response.status_code, response["Location"]) == (302, "/admin/")
+
+
+def test_favicon_is_the_product_icon_not_a_404(client, db):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg")
+    assert "max-age=86400" in response["Cache-Control"]
+    assert client.post("/favicon.ico").status_code == 405

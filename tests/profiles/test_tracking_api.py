@@ -127,6 +127,7 @@ def test_get_is_405_json(client, api_source):
 
     assert response.status_code == 405
     assert response.json() == {"code": "method_not_allowed", "message": "Use POST."}
+    assert response["Allow"] == "POST"
 
 
 def test_unknown_tracking_path_is_404_json(client):

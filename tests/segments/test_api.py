@@ -287,3 +287,56 @@ def test_create_with_a_name_of_exactly_200_characters_and_unicode_is_201(api, db
     assert response.status_code == 201
     assert Segment.objects.get().name == name
     assert len(name) == 200
+
+
+@pytest.mark.parametrize(
+    "description_json",
+    [r'"\ud800"', r'"ok \udfff"', r'"\u0000"', r'"bell\u0007"'],
+    ids=["lone-high-surrogate", "lone-low-surrogate", "nul", "bell"],
+)
+def test_create_with_an_unstorable_description_is_a_400_not_a_500(api, db, description_json):
+    body = f'{{"name": "VIP", "description": {description_json}, "rules": {RULES_JSON}}}'
+    response = post_raw(api, body)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_segment",
+        "message": "A segment description may not hold control characters (other than line "
+        "breaks and tabs) or unpaired surrogates.",
+    }
+    assert Segment.objects.count() == 0
+
+
+def test_a_description_keeps_line_breaks_and_tabs_and_has_a_length_limit(api, db):
+    kept = post_raw(
+        api, f'{{"name": "A", "description": " one\\ntwo\\tthree ", "rules": {RULES_JSON}}}'
+    )
+    too_long = post_raw(
+        api, f'{{"name": "B", "description": "{"x" * 2001}", "rules": {RULES_JSON}}}'
+    )
+
+    assert kept.status_code == 201
+    assert Segment.objects.get(name="A").description == "one\ntwo\tthree"
+    assert (too_long.status_code, too_long.json()["message"]) == (
+        400,
+        "A segment description has at most 2,000 characters.",
+    )
+
+
+def test_list_pages_by_offset_and_limit_and_refuses_bad_numbers(api, db):
+    for name in ("Alpha", "Beta", "Gamma"):
+        segment_create(name=name, rules={"include": BERLIN})
+
+    first = api.get("/api/segments?limit=2").json()
+    second = api.get(f"/api/segments?limit=2&offset={first['next_offset']}").json()
+
+    assert (first["count"], [s["name"] for s in first["results"]]) == (3, ["Alpha", "Beta"])
+    assert ([s["name"] for s in second["results"]], second["next_offset"]) == (["Gamma"], None)
+    for query in ("limit=abc", "limit=0", "limit=1001", "offset=-1", "offset=1.5"):
+        response = api.get(f"/api/segments?{query}")
+        assert (response.status_code, response.json()["code"]) == (400, "invalid"), query
+    members = api.get(f"/api/segments/{Segment.objects.get(name='Alpha').pk}/members?limit=x")
+    assert (members.status_code, members.json()["message"]) == (
+        400,
+        "limit must be a whole number.",
+    )
