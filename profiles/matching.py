@@ -6,7 +6,10 @@ match rules that are OR'ed; the criteria of one rule are AND'ed. Independently o
 compared field contributes points to a total score (Fellegi-Sunter style: agreement adds,
 disagreement subtracts, a missing value adds nothing). A pair is merged automatically when a rule
 matches, the score reaches the upper threshold and no guard objects; it becomes a suggestion in
-the review band; below it nothing happens.
+the review band; below it nothing happens. A second, lower bar (``typo_threshold``) lets a pair
+merge without a rule when it has no conflicting strong field and its birth dates are the same or
+one typo apart (see ``typo_consistent``): typos in several strong fields each take points off a
+pair that has nothing against it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ SCORERS = {
     "token_set_ratio": fuzz.token_set_ratio,
 }
 SCORER_SCALE = {"jaro_winkler": 1.0}  # the fuzz.* scorers return 0..100
+KEY_TYPO_MIN_LENGTH = 5  # an identifier one edit off is a typo only from this length on
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ FIELDS: dict[str, FieldSpec] = {
     "postcode": FieldSpec("Postcode", "code", 3.0, -2.0),
     "city": FieldSpec("City", "name", 2.5, -1.5, 0.7),
     "state": FieldSpec("State", "code", 0.5, -1.5),
-    "customer_id": FieldSpec("Customer number", "key", 8.0, -2.0),
+    # One number per person per source, so agreeing is as strong as a user id; a person has a
+    # number in each source (and duplicates within one have two), so different ones say little.
+    "customer_id": FieldSpec("Customer number", "key", 10.0, -1.0),
     "user_id": FieldSpec("User id", "key", 10.0, -8.0),
 }
 
@@ -106,11 +112,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class Spec:
-    """A ruleset as plain values: rules, thresholds on the total score, blocking cap."""
+    """A ruleset as plain values: rules, thresholds on the total score, blocking cap.
+
+    ``typo_threshold`` (None: off) is the total at which a typo-consistent pair merges even
+    when no rule matches (``typo_consistent``).
+    """
 
     rules: tuple[Rule, ...]
     auto_threshold: float = 16.0
     review_threshold: float = 7.0
+    typo_threshold: float | None = 14.0
     block_cap: int = 200
     fields: tuple[str, ...] = tuple(FIELDS)
 
@@ -424,10 +435,20 @@ def _similarity_column(kind: str, scorer: str, a: np.ndarray, b: np.ndarray) -> 
         return sim
     left, right = a[present], b[present]
     if kind in ("date", "code", "key"):
-        # Equal is 1; one typo (an edit or two swapped neighbours) is partial evidence.
+        # Equal is 1; one typo (an edit or two swapped neighbours) is partial evidence. In a
+        # short identifier ("C-1", "C-2") one character is all there is: another identifier.
         dist = cpdist(left, right, scorer=OSA.distance, workers=-1)
         partial = 0.8 if kind == "date" else 0.6
-        part = np.where(dist == 0, 1.0, np.where(dist == 1, partial, 0.0))
+        typo = dist == 1
+        if kind == "key" and typo.any():
+            rows = np.flatnonzero(typo)
+            short = np.fromiter(
+                (min(len(left[r]), len(right[r])) < KEY_TYPO_MIN_LENGTH for r in rows),
+                dtype=bool,
+                count=len(rows),
+            )
+            typo[rows[short]] = False
+        part = np.where(dist == 0, 1.0, np.where(typo, partial, 0.0))
         if kind == "date":
             swapped = np.fromiter(
                 (x[:4] + x[6:] + x[4:6] == y for x, y in zip(left, right, strict=True)),
@@ -457,15 +478,67 @@ def _contribution_column(name: str, sim: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(sim), 0.0, np.round(contrib, 3))
 
 
+# The strong fields and the similarity at which each still agrees "up to a typo": names at the
+# fuzzy medium level, a birth date or customer number one keying slip apart (one edit, or day and
+# month swapped; see ``_similarity_column``). E-mail, phone and user id are keyed by machines or
+# chosen by the person: one character off is another identifier, so only equal ones agree.
+TYPO_AGREEMENT: dict[str, float] = {
+    "first_name": Method.LEVELS[Method.FUZZY_MEDIUM],
+    "last_name": Method.LEVELS[Method.FUZZY_MEDIUM],
+    "birth_date": 0.8,
+    "customer_id": 0.6,
+    "email": 1.0,
+    "phone": 1.0,
+    "user_id": 1.0,
+}
+TYPO_RULE = "Birth date and strong fields alike up to a typo each"
+
+
+def typo_consistent(similarity: dict[str, np.ndarray]) -> np.ndarray:
+    """Per pair: nothing but typos between them in the strong fields.
+
+    The birth date is known on both sides and the same or one typo apart; at least two of first
+    name, last name and customer number agree up to a typo; and no strong field known on both
+    sides disagrees beyond a typo (``TYPO_AGREEMENT``). So a household (another birth date), a
+    twin (another first name or customer number) or a shared phone never qualifies.
+    """
+    if "birth_date" not in similarity:
+        return np.zeros(0 if not similarity else len(next(iter(similarity.values()))), bool)
+    sims = {f: similarity[f] for f in TYPO_AGREEMENT if f in similarity}
+    alike = {f: np.nan_to_num(sim, nan=0.0) >= TYPO_AGREEMENT[f] for f, sim in sims.items()}
+    ok = alike["birth_date"].copy()
+    for name, sim in sims.items():
+        ok &= np.isnan(sim) | alike[name]
+    names_and_number = ("first_name", "last_name", "customer_id")
+    agreeing = sum(alike[f].astype(int) for f in names_and_number if f in alike)
+    return ok & (agreeing >= 2)
+
+
 @dataclass
 class Scores:
-    """Per pair: per-field similarity and contribution, total, first matching rule (or -1)."""
+    """Per pair: per-field similarity and contribution, total, first matching rule (or -1) and
+    whether only typos separate the pair (``typo_consistent``)."""
 
     pairs: np.ndarray
     similarity: dict[str, np.ndarray]
     contribution: dict[str, np.ndarray]
     total: np.ndarray
     rule: np.ndarray
+    typo: np.ndarray
+
+    def automatic(self, spec: Spec) -> np.ndarray:
+        """Per pair: merge automatically, guards permitting (a rule and the upper threshold, or
+        a typo-consistent pair at the typo threshold)."""
+        auto = (self.total >= spec.auto_threshold) & (self.rule >= 0)
+        if spec.typo_threshold is not None:
+            auto |= self.typo & (self.total >= spec.typo_threshold)
+        return auto
+
+    def rule_name(self, k: int, spec: Spec) -> str:
+        """The first matching rule of pair ``k``, else the typo rule if it holds, else ''."""
+        if self.rule[k] >= 0:
+            return spec.rules[self.rule[k]].name
+        return TYPO_RULE if self.typo[k] and spec.typo_threshold is not None else ""
 
     def explain(self, k: int) -> dict[str, dict[str, float | None]]:
         out = {}
@@ -541,7 +614,7 @@ def pairs_score(table: Table, pairs: np.ndarray, spec: Spec = DEFAULT_SPEC) -> S
         for criterion in match_rule.criteria:
             mask &= _criterion_mask(table, pairs, sims, criterion)
         rule = np.where(mask, r, rule)
-    return Scores(pairs, sims, contribs, np.round(total, 3), rule)
+    return Scores(pairs, sims, contribs, np.round(total, 3), rule, typo_consistent(sims))
 
 
 # ---------------------------------------------------------------- guards
@@ -593,9 +666,12 @@ def _names_compatible(a: dict[str, str], b: dict[str, str], *, level: float = 0.
 
 
 def _same_customer_number(a: dict[str, str], b: dict[str, str]) -> bool:
-    """The same customer number, allowing one typo (the source system issues one per person)."""
+    """The same customer number, allowing one typo (the source system issues one per person)
+    in a number long enough for one to be a typo (``KEY_TYPO_MIN_LENGTH``)."""
     x, y = a.get("customer_id", ""), b.get("customer_id", "")
-    return bool(x and y and OSA.distance(x, y) <= 1)
+    if not (x and y):
+        return False
+    return x == y or (min(len(x), len(y)) >= KEY_TYPO_MIN_LENGTH and OSA.distance(x, y) <= 1)
 
 
 def birth_dates_block(a: dict[str, str], b: dict[str, str]) -> bool:
@@ -673,7 +749,11 @@ class _Clusters:
         records across the two, one holding that date, that ``birth_dates_block`` lets pass
         (a typo with agreeing names; another date with agreeing name and customer number).
         So one member with an odd name or date does not keep a whole cluster away from the
-        rest of the same person, while two people with dates of their own stay apart.
+        rest of the same person, while two people with dates of their own stay apart. A cluster
+        whose birth dates the other already holds brings no date of its own: the other's further
+        dates were admitted among its own members, so they need no vouching from this one (else
+        a record would be kept from its person only because the person's cluster already holds
+        a typo of the date).
         """
         ids, sides = self.table.ids, (self.members[ra], self.members[rb])
         records = {k: self.table.record(k) for k in (*sides[0], *sides[1])}
@@ -686,7 +766,7 @@ class _Clusters:
             return ["different user ids"]
         dates = [{records[k]["birth_date"] for k in side} - {""} for side in sides]
         for own, theirs in ((0, 1), (1, 0)):
-            if not dates[own]:
+            if not dates[own] or dates[own] <= dates[theirs]:
                 continue
             dated = [records[k] for k in sides[own] if records[k]["birth_date"]]
             for date in dates[theirs] - dates[own]:
@@ -716,6 +796,7 @@ def decide(
     """
     clusters = _Clusters(table, set(do_not_merge))
     order = np.argsort(-scores.total, kind="stable")
+    automatic = scores.automatic(spec)
     suggestions: list[dict] = []
     blocked = 0
     ids = table.ids
@@ -730,7 +811,7 @@ def decide(
         if ri == rj:
             continue
         reasons: list[str] = []
-        if total >= spec.auto_threshold and scores.rule[k] >= 0:
+        if automatic[k]:
             reasons = clusters.veto(ri, rj)
             if not reasons:
                 clusters.union(ri, rj)
@@ -744,7 +825,7 @@ def decide(
                     "left": ids[i],
                     "right": ids[j],
                     "score": total,
-                    "rule": spec.rules[scores.rule[k]].name if scores.rule[k] >= 0 else "",
+                    "rule": scores.rule_name(k, spec),
                     "reasons": reasons,
                     "fields": scores.explain(k),
                 }

@@ -396,6 +396,17 @@ class Ruleset(models.Model):
     review_threshold = models.FloatField(
         default=7.0, help_text="Total score at or above which a pair is suggested for review."
     )
+    typo_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        default=14.0,
+        help_text=(
+            "Total score at or above which a pair merges without a match rule when only typos "
+            "separate it: the same birth date or one typo of it, two of first name, last name "
+            "and customer number alike up to a typo, no strong field that disagrees. "
+            "Empty: off."
+        ),
+    )
     block_cap = models.PositiveIntegerField(
         default=200, help_text="Blocks larger than this are not compared (reported)."
     )

@@ -78,6 +78,7 @@ def ruleset_spec(ruleset: Ruleset | None) -> matching.Spec:
         rules=tuple(rules),
         auto_threshold=ruleset.auto_threshold,
         review_threshold=ruleset.review_threshold,
+        typo_threshold=ruleset.typo_threshold,
         block_cap=ruleset.block_cap,
     )
 
@@ -233,14 +234,13 @@ def _score_profile_pairs(pairs: list[tuple[int, int]], spec: matching.Spec) -> l
     scores = matching.pairs_score(table, arr, spec)
     out = []
     for k, (a, b) in enumerate(known):
-        rule = int(scores.rule[k])
         out.append(
             {
                 "left": a,
                 "right": b,
                 "score": float(scores.total[k]),
                 "fields": scores.explain(k),
-                "rule": spec.rules[rule].name if rule >= 0 else "",
+                "rule": scores.rule_name(k, spec),
                 "reasons": [],
             }
         )
@@ -732,7 +732,7 @@ def _splits(spec: matching.Spec, table: matching.Table, index: dict[int, int]) -
         np.int64
     )
     scores = matching.pairs_score(both, pairs, spec)
-    kept = (scores.total >= spec.auto_threshold) & (scores.rule >= 0)
+    kept = scores.automatic(spec)
     return [label for label, ok in zip(labels, kept.tolist(), strict=True) if not ok]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from profiles import matching
@@ -61,8 +63,10 @@ def test_same_person_is_merged_and_birth_date_typo_is_no_conflict():
 
 def test_different_user_ids_block_an_automatic_merge_but_are_suggested():
     a = {"first_name": "Lena", "last_name": "Vogt", "birth_date": "1990-03-14",
-         "street": "Hauptstr. 5", "postcode": "10115", "user_id": "u-1"}  # fmt: skip
+         "street": "Hauptstr. 5", "postcode": "10115", "city": "Berlin",
+         "user_id": "u-1"}  # fmt: skip
     table, scores = score(a, {**a, "user_id": "u-2"})
+    assert float(scores.total[0]) >= matching.DEFAULT_SPEC.auto_threshold  # the guard decides
     decisions = matching.decide(table, scores)
     assert decisions.merges == []
     assert [(s["left"], s["right"], s["reasons"]) for s in decisions.suggestions] == [
@@ -129,6 +133,8 @@ def test_a_different_birth_date_blocks_unless_name_and_customer_number_agree():
     assert matching.birth_dates_block(LENA, {**other_date, "customer_id": "c-112"}) is False
     assert matching.birth_dates_block(LENA, {**other_date, "customer_id": "c-999"}) is True
     assert matching.birth_dates_block(LENA, {**other_date, "customer_id": ""}) is True
+    short = {**LENA, "customer_id": "c-1"}  # one character off a short number: another number
+    assert matching.birth_dates_block(short, {**other_date, "customer_id": "c-2"}) is True
     # A shared e-mail is no excuse: households share addresses, phones and e-mails.
     no_number = {k: v for k, v in LENA.items() if k != "customer_id"}
     assert matching.birth_dates_block(no_number, {**no_number, "birth_date": "19610402"}) is True
@@ -168,3 +174,76 @@ def test_a_household_cluster_still_keeps_the_other_person_apart():
     pairs, _ = matching.candidate_pairs(table)
     decisions = matching.decide(table, matching.pairs_score(table, pairs))
     assert sorted(decisions.merges) == [[1, 2], [3, 4]]
+
+
+KATHARINA = {"first_name": "Katharina", "last_name": "Schneider", "birth_date": "1985-07-09",
+             "customer_id": "4711023", **HOME}  # fmt: skip
+# The same person keyed again: no first name, typos in last name, customer number, postcode.
+KATHARINA_AGAIN = {**KATHARINA, "first_name": "", "last_name": "Schnieder",
+                   "customer_id": "4711032", "postcode": "10151"}  # fmt: skip
+
+
+def test_a_pair_with_typos_in_two_strong_fields_and_the_same_birth_date_is_merged():
+    table, scores = score(KATHARINA, KATHARINA_AGAIN)
+    assert int(scores.rule[0]) == -1  # no match rule takes typos in customer number and postcode
+    assert bool(scores.typo[0]) is True
+    assert float(scores.total[0]) >= matching.DEFAULT_SPEC.typo_threshold
+    assert matching.decide(table, scores).merges == [[1, 2]]
+    # A birth date one typo off (one digit; day and month swapped) is still the same person.
+    for typo in ("1985-07-08", "1985-09-07"):
+        table, scores = score(KATHARINA, {**KATHARINA_AGAIN, "birth_date": typo})
+        assert matching.decide(table, scores).merges == [[1, 2]], typo
+    # With the typo rule off (as in rulesets made before it), the pair is only suggested.
+    off = replace(matching.DEFAULT_SPEC, typo_threshold=None)
+    decisions = matching.decide(*score(KATHARINA, KATHARINA_AGAIN), off)
+    assert decisions.merges == []
+    assert [s["rule"] for s in decisions.suggestions] == [""]
+
+
+def test_the_typo_rule_never_fires_across_another_birth_date_or_a_conflicting_strong_field():
+    other_date = {**KATHARINA_AGAIN, "birth_date": "1991-02-03"}
+    table, scores = score(KATHARINA, other_date)
+    assert bool(scores.typo[0]) is False
+    decisions = matching.decide(table, scores)
+    assert decisions.merges == []
+    assert [(s["left"], s["right"]) for s in decisions.suggestions] == [(1, 2)]
+    # No birth date on one side: no evidence for the guard, so no typo rule either.
+    assert bool(score(KATHARINA, {**KATHARINA_AGAIN, "birth_date": ""})[1].typo[0]) is False
+    # A twin: same birth date and address, another first name and customer number.
+    twin = {**KATHARINA, "first_name": "Johanna", "customer_id": "4711099"}
+    assert bool(score(KATHARINA, twin)[1].typo[0]) is False
+    # Another phone or e-mail is a conflict even one digit off (only equal machine keys agree).
+    phones = ({**KATHARINA, "phone": "+4930123456"}, {**KATHARINA_AGAIN, "phone": "+4930123457"})
+    assert bool(score(*phones)[1].typo[0]) is False
+    # Only one of first name, last name and customer number known alike: not enough.
+    alone = {"last_name": "Schnieder", "birth_date": "1985-07-09", **HOME}
+    assert bool(score(KATHARINA, alone)[1].typo[0]) is False
+
+
+def test_a_record_joins_its_person_whose_cluster_already_holds_a_typo_of_its_birth_date():
+    # Lena's second record has her birth date one digit off (admitted: the names
+    # agree). Her shop record says "Leni" (too far from "Lena" to vouch for a typo'd date) but
+    # has her exact birth date: it brings no date of its own, so it joins the cluster.
+    rows = [
+        {"id": 1, **HOME, **LENA},
+        {"id": 2, **HOME, **LENA, "birth_date": "19900313"},
+        {"id": 3, **HOME, **LENA, "first_name": "leni", "customer_id": ""},
+    ]
+    table = matching.table_build(rows)
+    assert matching.birth_dates_block(table.record(1), table.record(2)) is True
+    pairs, _ = matching.candidate_pairs(table)
+    decisions = matching.decide(table, matching.pairs_score(table, pairs))
+    assert decisions.merges == [[1, 2, 3]]
+    assert decisions.blocked == 0
+
+
+def test_a_customer_number_counts_like_a_user_id_and_another_one_says_little():
+    parts = score({"customer_id": "4711023"}, {"customer_id": "4711023"})[1].explain(0)
+    assert parts["customer_id"] == {"similarity": 1.0, "contribution": 10.0}
+    parts = score({"customer_id": "4711023"}, {"customer_id": "9900001"})[1].explain(0)
+    assert parts["customer_id"] == {"similarity": 0.0, "contribution": -1.0}
+    # One character off in a short number is another number, not a typo.
+    parts = score({"customer_id": "C-1"}, {"customer_id": "C-2"})[1].explain(0)
+    assert parts["customer_id"] == {"similarity": 0.0, "contribution": -1.0}
+    parts = score({"customer_id": "4711023"}, {"customer_id": "4711032"})[1].explain(0)
+    assert parts["customer_id"] == {"similarity": 0.6, "contribution": 5.6}

@@ -118,6 +118,41 @@ def test_full_run_merges_fuzzy_duplicates_and_dry_run_changes_nothing(make_sourc
     assert MergeLog.objects.get().reason == "fuzzy: ruleset Default"
 
 
+# The same person keyed twice: the CRM copy lacks the first name and has typos in last name,
+# customer number and postcode; no match rule takes that, the typo rule does.
+TYPOS = (
+    HEADER + "4711023,Katharina,Schneider,,,1985-07-09,Hauptstr. 5,10115,Berlin,DE\n"
+    "4711032,,Schnieder,,,1985-07-09,Hauptstr. 5,10151,Berlin,DE\n"
+)
+
+
+def test_full_run_merges_a_pair_with_only_typos_and_the_same_birth_date(make_source, import_csv):
+    source = make_source()
+    import_csv(source, TYPOS)
+    assert Profile.objects.count() == 2
+    run = call_resolve()
+    assert (run.report["merges"], run.report["suggestions"]) == (1, 0)
+    assert Profile.objects.count() == 1
+
+
+def test_full_run_only_suggests_the_typo_pair_with_another_birth_date(make_source, import_csv):
+    # The postcode written right this time, so the pair is still compared (blocking).
+    other_date = TYPOS.replace(",1985-07-09,Hauptstr. 5,10151,", ",1991-02-03,Hauptstr. 5,10115,")
+    assert other_date != TYPOS
+    import_csv(make_source(), other_date)
+    run = call_resolve()
+    assert (run.report["merges"], run.report["suggestions"]) == (0, 1)
+    assert Profile.objects.count() == 2
+
+
+def test_a_ruleset_without_typo_threshold_only_suggests_the_typo_pair(make_source, import_csv):
+    Ruleset.objects.filter(is_active=True).update(typo_threshold=None)
+    import_csv(make_source(), TYPOS)
+    run = call_resolve()
+    assert (run.report["merges"], run.report["suggestions"]) == (0, 1)
+    assert MergeSuggestion.objects.get().rule == ""
+
+
 def snapshot_state():
     return {
         "profiles": sorted(
