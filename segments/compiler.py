@@ -322,10 +322,34 @@ def date_bounds(op_name: str, value: Any, ctx: CompileContext) -> dict[str, str]
 # --- validation -------------------------------------------------------------------------
 
 
+GROUP_KEYS = {"type", "op", "negate", "children"}
+
+
+def _unstorable_text(value: Any, path: str) -> str | None:
+    """The path of the first text (key or value) no database can hold: an unpaired surrogate
+    (UTF-8 cannot encode it) or NUL (PostgreSQL refuses it), or None."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or any(0xD800 <= ord(ch) <= 0xDFFF for ch in item):
+                return where
+        elif isinstance(item, dict):
+            stack.extend((k, where) for k in item)
+            stack.extend((v, f"{where}.{k}") for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}.{i}") for i, v in enumerate(item))
+    return None
+
+
 def _group(node: Any, path: str, problems: Problems, registry: Registry, depth: int, count: list):
     if not isinstance(node, dict) or node.get("type", "group") != "group":
         problems.add(path, 'Expected a group: {"type": "group", "op": "and", ...}.')
         return None
+    unknown = set(node) - GROUP_KEYS
+    if unknown:
+        # A misspelt "children" would otherwise leave an empty group: everyone.
+        problems.add(path, f"Unknown keys in a group: {', '.join(sorted(map(str, unknown)))}.")
     op = node.get("op", "and")
     if op not in ("and", "or"):
         problems.add(path, f'{_describe(op)} is not a group operator; use "and" or "or".')
@@ -407,6 +431,12 @@ def rules_validate(rules: Any, registry: Registry) -> tuple[dict, Problems]:
         rules = {"include": rules}
     if not isinstance(rules, dict):
         problems.add("rules", 'Rules must be an object with "include" (and "exclude") groups.')
+        return {}, problems
+    bad_text = _unstorable_text(rules, "rules")
+    if bad_text:
+        problems.add(
+            "rules", f"Text at {bad_text} may not hold NUL or unpaired surrogate characters."
+        )
         return {}, problems
     unknown = set(rules) - {"include", "exclude"}
     if unknown:

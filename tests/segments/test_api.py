@@ -340,3 +340,47 @@ def test_list_pages_by_offset_and_limit_and_refuses_bad_numbers(api, db):
         400,
         "limit must be a whole number.",
     )
+
+
+# --- rule values a database cannot store; group keys that are not part of a group ---
+
+
+@pytest.mark.parametrize(
+    ("value_json", "where"),
+    [
+        (r'"\ud800"', "rules.include.children.0.value"),
+        (r'"Ber\u0000lin"', "rules.include.children.0.value"),
+        (r'["Berlin", "\udfff"]', "rules.include.children.0.value.1"),
+    ],
+    ids=["lone-surrogate", "nul", "surrogate-in-list"],
+)
+def test_count_with_unstorable_text_in_a_rule_is_a_400_not_a_500(api, people, value_json, where):
+    operator = "in" if value_json.startswith("[") else "equals"
+    body = (
+        '{"rules": {"include": {"type": "group", "op": "and", "children": [{"type": "field", '
+        f'"field": "city", "operator": "{operator}", "value": {value_json}}}]}}}}}}'
+    )
+    response = api.post("/api/segments/count", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_rules"
+    assert response.json()["errors"] == [
+        {
+            "path": "rules",
+            "message": f"Text at {where} may not hold NUL or unpaired surrogate characters.",
+        }
+    ]
+
+
+def test_a_group_with_a_misspelt_children_key_is_a_400_not_everyone(api, people):
+    group = {"type": "group", "op": "and", "rules": BERLIN["children"]}
+
+    response = api.post("/api/segments/count", {"rules": {"include": group}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"path": "include", "message": "Unknown keys in a group: rules."}
+    ]
+    created = api.post("/api/segments", {"name": "Typo", "rules": group}, format="json")
+    assert created.status_code == 400
+    assert Segment.objects.count() == 0

@@ -245,7 +245,7 @@ def test_save_with_a_nul_in_the_name_shows_the_problem_and_saves_nothing(admin_c
 
 
 def test_admin_change_form_refuses_a_control_character_and_a_too_long_name(admin_client, db):
-    segment = segment_create(name="Berlin", rules={"include": rules()})
+    segment = segment_create(name="Berlin", rules=rules())
     url = reverse("admin:segments_segment_change", args=[segment.pk])
 
     control = admin_client.post(url, {"name": "Ber\x07lin", "description": ""})
@@ -264,7 +264,7 @@ def test_admin_change_form_refuses_a_control_character_and_a_too_long_name(admin
 
 
 def test_admin_change_form_saves_a_valid_name_stripped(admin_client, db):
-    segment = segment_create(name="Berlin", rules={"include": rules()})
+    segment = segment_create(name="Berlin", rules=rules())
     url = reverse("admin:segments_segment_change", args=[segment.pk])
 
     response = admin_client.post(url, {"name": "  Berlin VIP  ", "description": ""})
