@@ -6,6 +6,7 @@ DataSource -> FieldMapping; ImportRun -> RawRecord -> SourceRecord -> Identity -
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -437,6 +438,28 @@ class Ruleset(models.Model):
 
     def __str__(self) -> str:
         return self.name + (" (active)" if self.is_active else "")
+
+    def clean(self) -> None:
+        """The thresholds keep their order: 0 < review <= typo (when set) <= auto. Otherwise a
+        negative auto threshold merges every candidate pair a rule matches, and a review
+        threshold above the auto one leaves no review band."""
+        errors = {}
+        review, typo, auto = self.review_threshold, self.typo_threshold, self.auto_threshold
+        if review is not None and review <= 0:
+            errors["review_threshold"] = "The review threshold must be above 0."
+        if review is not None and auto is not None and review > auto:
+            errors["auto_threshold"] = "The auto threshold must not be below the review threshold."
+        if (
+            typo is not None
+            and review is not None
+            and auto is not None
+            and not (review <= typo <= auto)
+        ):
+            errors["typo_threshold"] = (
+                "The typo threshold must lie between the review and the auto threshold."
+            )
+        if errors:
+            raise ValidationError(errors)
 
 
 class MatchRule(models.Model):

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
-from profiles.models import MergeSuggestion, Profile
+from profiles.models import MergeSuggestion, Profile, Ruleset
 from profiles.services.resolution import (
     _score_profile_pairs,
     ruleset_active,
@@ -99,3 +99,68 @@ def test_bulk_accept_form_is_outside_the_changelist_form(client, user_with_role,
     bulk = body.index('id="bulk-accept-form"')
     changelist = body.index('id="changelist-form"')
     assert bulk < body.index("</form>", bulk) < changelist
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "message"),
+    [
+        ({"auto_threshold": "-1"}, "auto_threshold", "must not be below the review threshold"),
+        ({"review_threshold": "50"}, "auto_threshold", "must not be below the review threshold"),
+        ({"review_threshold": "0"}, "review_threshold", "must be above 0"),
+        ({"typo_threshold": "100"}, "typo_threshold", "between the review and the auto"),
+        ({"typo_threshold": "-5"}, "typo_threshold", "between the review and the auto"),
+    ],
+)
+def test_ruleset_form_refuses_thresholds_out_of_order(admin_client, values, field, message):
+    ruleset = Ruleset.objects.create(name="Strict")
+    form = {
+        "name": "Strict",
+        "description": "",
+        "auto_threshold": "16",
+        "typo_threshold": "14",
+        "review_threshold": "7",
+        "block_cap": "200",
+        "identifier_cap": "20",
+        "survivorship_default": ruleset.survivorship_default,
+        "survivorship_overrides": "{}",
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "updated_at_0": "2026-01-01",
+        "updated_at_1": "00:00:00",
+        "rules-TOTAL_FORMS": "0",
+        "rules-INITIAL_FORMS": "0",
+        **values,
+    }
+    response = admin_client.post(reverse("admin:profiles_ruleset_change", args=[ruleset.pk]), form)
+
+    assert response.status_code == 200
+    assert message in str(response.context["adminform"].form.errors[field])
+    ruleset.refresh_from_db()
+    assert (ruleset.auto_threshold, ruleset.typo_threshold, ruleset.review_threshold) == (16, 14, 7)
+
+
+def test_ruleset_form_saves_thresholds_in_order(admin_client):
+    ruleset = Ruleset.objects.create(name="Strict")
+    form = {
+        "name": "Strict",
+        "description": "",
+        "auto_threshold": "20",
+        "typo_threshold": "",
+        "review_threshold": "5",
+        "block_cap": "200",
+        "identifier_cap": "20",
+        "survivorship_default": ruleset.survivorship_default,
+        "survivorship_overrides": "{}",
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "updated_at_0": "2026-01-01",
+        "updated_at_1": "00:00:00",
+        "rules-TOTAL_FORMS": "0",
+        "rules-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(reverse("admin:profiles_ruleset_change", args=[ruleset.pk]), form)
+
+    assert response.status_code == 302
+    ruleset.refresh_from_db()
+    thresholds = (ruleset.auto_threshold, ruleset.typo_threshold, ruleset.review_threshold)
+    assert thresholds == (20, None, 5)
