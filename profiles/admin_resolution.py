@@ -76,13 +76,13 @@ class RulesetAdmin(admin.ModelAdmin):
     inlines = [MatchRuleInline]
     actions = ("dry_run", "run_now")
 
-    @admin.action(description="Dry run: report what this ruleset would do")
+    @admin.action(description="Dry run: report what this ruleset would do", permissions=["change"])
     def dry_run(self, request, queryset):
         for ruleset in queryset:
             run = resolution_run_create(ruleset=ruleset, dry_run=True, actor=request.user)
             self.message_user(request, f"Dry run #{run.pk} of {ruleset.name} queued.")
 
-    @admin.action(description="Run resolution with this ruleset")
+    @admin.action(description="Run resolution with this ruleset", permissions=["change"])
     def run_now(self, request, queryset):
         for ruleset in queryset:
             run = resolution_run_create(ruleset=ruleset, actor=request.user)

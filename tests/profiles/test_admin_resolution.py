@@ -164,3 +164,57 @@ def test_ruleset_form_saves_thresholds_in_order(admin_client):
     ruleset.refresh_from_db()
     thresholds = (ruleset.auto_threshold, ruleset.typo_threshold, ruleset.review_threshold)
     assert thresholds == (20, None, 5)
+
+
+@pytest.mark.parametrize(
+    ("role", "changelist", "can_edit", "run_actions"),
+    [
+        ("Data Engineer", 200, True, True),
+        ("Data Steward", 200, False, False),
+        ("Marketer", 403, False, False),
+        ("Privacy Officer", 403, False, False),
+    ],
+)
+def test_rulesets_are_edited_and_run_by_the_engineer_and_only_read_by_the_steward(
+    client, user_with_role, role, changelist, can_edit, run_actions
+):
+    client.force_login(user_with_role(role))
+    ruleset = Ruleset.objects.get(is_active=True)
+
+    listed = client.get(reverse("admin:profiles_ruleset_changelist"))
+    page = client.get(reverse("admin:profiles_ruleset_change", args=[ruleset.pk]))
+    runs = client.get(reverse("admin:profiles_resolutionrun_changelist"))
+
+    assert listed.status_code == changelist
+    assert runs.status_code == changelist
+    if changelist == 200:
+        assert ('name="_save"' in page.content.decode()) is can_edit
+        assert ('value="run_now"' in listed.content.decode()) is run_actions
+        assert ('value="dry_run"' in listed.content.decode()) is run_actions
+
+
+def test_a_viewer_cannot_start_a_run_by_posting_the_action(client, user_with_role):
+    from profiles.models import ResolutionRun
+
+    client.force_login(user_with_role("Data Steward"))
+    ruleset = Ruleset.objects.get(is_active=True)
+
+    client.post(
+        reverse("admin:profiles_ruleset_changelist"),
+        {"action": "run_now", "_selected_action": [ruleset.pk]},
+    )
+
+    assert ResolutionRun.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("role", "view", "delete"),
+    [("Data Steward", True, True), ("Data Engineer", True, False), ("Marketer", False, False)],
+)
+def test_do_not_merge_pairs_are_seen_by_engineer_and_steward_and_lifted_by_the_steward(
+    user_with_role, role, view, delete
+):
+    user = User.objects.get(pk=user_with_role(role).pk)
+
+    assert user.has_perm("profiles.view_donotmerge") is view
+    assert user.has_perm("profiles.delete_donotmerge") is delete
