@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from django.db.models import Count, Prefetch, QuerySet
 
 from cdp.normalize import IdentifierKey, InvalidValue, identifier_key
+from cdp.spreadsheet import spreadsheet_safe
 from profiles.models import Event, Identity, Profile, SourceRecord
 from profiles.services.resolution import profile_resolve_id
 
@@ -134,7 +135,7 @@ def import_run_rejected_csv_lines(*, run) -> Iterator[str]:
     def line(values: list) -> str:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow(values)
+        writer.writerow([spreadsheet_safe(v) for v in values])
         return buffer.getvalue()
 
     yield "\ufeff" + line([*headers, "row", "error"])

@@ -28,6 +28,7 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
 from cdp.models import AuditEvent
+from cdp.spreadsheet import spreadsheet_safe
 from consent.hashing import identifier_hash
 from consent.models import ConsentRecord, DataSubjectRequest, RequestRun, Restriction
 from consent.registry import (
@@ -406,9 +407,11 @@ def _csv_bytes(rows: list[dict]) -> bytes:
     for row in rows:
         writer.writerow(
             {
-                k: json.dumps(v, cls=DjangoJSONEncoder, ensure_ascii=False)
-                if isinstance(v, (dict, list))
-                else ("" if v is None else v)
+                k: spreadsheet_safe(
+                    json.dumps(v, cls=DjangoJSONEncoder, ensure_ascii=False)
+                    if isinstance(v, (dict, list))
+                    else ("" if v is None else v)
+                )
                 for k, v in row.items()
             }
         )

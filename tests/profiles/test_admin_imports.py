@@ -526,3 +526,27 @@ def test_traits_of_a_fully_rejected_file_do_not_reach_the_segment_builder(
     assert kept.created_count == 1
     html = admin_client.get(builder).content.decode()
     assert 'data-key="trait:tier"' in html and 'data-key="trait:xjunk"' not in html
+
+
+def test_rejected_rows_csv_never_hands_a_spreadsheet_a_formula(
+    admin_client, make_source, import_csv
+):
+    source = make_source(name="crm")
+    content = (
+        "customer_id,first_name,email,phone\n"
+        'C-1,"=HYPERLINK(""http://evil.example"",""click"")",not-an-email,+49 30 1234567\n'
+    )
+    mappings = [("customer_id", "customer_id"), ("first_name", "first_name")]
+    mappings += [("email", "email"), ("phone", "phone")]
+    for column, target in mappings:
+        FieldMapping.objects.create(source=source, source_field=column, target=target)
+    run = import_csv(source, content)
+
+    response = admin_client.get(reverse("admin:profiles_importrun_rejected_csv", args=[run.pk]))
+    lines = b"".join(response.streaming_content).decode().splitlines()
+
+    assert run.rejected_count == 1
+    assert lines[1].startswith(
+        'C-1,"\'=HYPERLINK(""http://evil.example"",""click"")",not-an-email,'
+    )
+    assert ",+49 30 1234567,1,email: not a valid e-mail address" in lines[1]
