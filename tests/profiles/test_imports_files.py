@@ -362,7 +362,7 @@ def test_rejected_rows_are_reported_by_reason_and_download_as_csv(make_source, i
     assert [r[:5] for r in rows[1:]] == [
         ["bad@@x.de", "1", "DE", "Ann", "1"],
         ["c@x.de", "1.234", "50", "DE", "3"],
-        ["d@x.de", "abc", "DE", "=Dora", "4"],
+        ["d@x.de", "abc", "DE", "'=Dora", "4"],  # a formula is neutralised (CSV injection)
     ]
     assert rows[2][5] == (
         "the row has 1 more value(s) than the header has columns (extra values: Cem)"
