@@ -135,6 +135,8 @@ def json_value_problem(value: object, *, max_depth: int | None = MAX_DEPTH) -> s
     number finite (Python's json reads NaN, Infinity and 1e999; JSON columns refuse them), and
     objects and arrays nest at most ``max_depth`` levels. Iterative: no input exhausts the stack.
     """
+    if _json_value_fine(value, max_depth):
+        return None
     stack: list[tuple[object, tuple[object, ...]]] = [(value, ())]
     while stack:
         item, path = stack.pop()
@@ -160,6 +162,25 @@ def json_value_problem(value: object, *, max_depth: int | None = MAX_DEPTH) -> s
                 stack.append((key, (*path, key)))  # a key is checked as the text it is
                 stack.append((child, (*path, key)))
     return None
+
+
+def _json_value_fine(value: object, max_depth: int | None) -> bool:
+    """The common case, at the speed of the C encoder: True when the value surely has no
+    problem; False means "look closer" (``json_value_problem`` walks it and says why).
+
+    The encoder refuses non-finite numbers (``allow_nan=False``); encoding its output as UTF-8
+    refuses unpaired surrogates; it writes U+0000 as the escape ``\\u0000`` (so a text holding
+    that escape literally is also looked at closer); and a value cannot nest deeper than the
+    number of brackets it holds.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, check_circular=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    if "\\u0000" in text:
+        return False
+    return max_depth is None or text.count("{") + text.count("[") <= max_depth
 
 
 def json_depth(value: object) -> int:
