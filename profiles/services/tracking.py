@@ -191,7 +191,7 @@ def json_depth(value: object) -> int:
         if isinstance(item, dict | list):
             deepest = max(deepest, level)
             children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+            stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
     return deepest
 
 
@@ -395,16 +395,27 @@ def _messages_store_apply(
 
 
 def _suppressed(source: DataSource, payloads: dict[str, dict], *, count: bool) -> set[str]:
-    """The messageIds of messages about an erased person (the suppression list)."""
+    """The messageIds of messages about an erased person (the suppression list).
+
+    The messages of a batch mostly name the same few people: each distinct set of
+    identifiers is normalised and checked once. Hits are counted per message, so when there
+    are any, the suppressed messages are checked again, one item each (a rare second query).
+    """
     if not payloads:
         return set()
-    return suppression_check(
-        identities_by_item={
-            mid: identity_keys(_message_identifiers(payload), region=source.default_region)
-            for mid, payload in payloads.items()
-        },
-        count=count,
-    )
+    keys_of: dict[str, list[tuple[str, str]]] = {}  # repr of the identifiers -> their keys
+    by_message: dict[str, str] = {}
+    for mid, payload in payloads.items():
+        pairs = _message_identifiers(payload)
+        marker = repr(pairs)  # a trait may hold any JSON value: the repr is hashable
+        if marker not in keys_of:
+            keys_of[marker] = identity_keys(pairs, region=source.default_region)
+        by_message[mid] = marker
+    hit = suppression_check(identities_by_item=keys_of, count=False)
+    suppressed = {mid for mid, marker in by_message.items() if marker in hit}
+    if suppressed and count:
+        suppression_check(identities_by_item={mid: keys_of[by_message[mid]] for mid in suppressed})
+    return suppressed
 
 
 def _messages_keep(
