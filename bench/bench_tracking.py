@@ -1,7 +1,7 @@
 """/v1/batch throughput through gunicorn with concurrent clients on loopback.
 
     .venv/bin/python bench/bench_tracking.py --events 100000 --clients 8 --batch 100 \\
-        --workers 4 [--threads 1] [--pg postgres://postgres@127.0.0.1:5432] \\
+        --workers 4 [--threads 1] [--keep-alive 2] [--pg postgres://postgres@127.0.0.1:5432] \\
         [--file var/bench/customers-100000/events.jsonl]
 
 Creates a fresh PostgreSQL database, migrates it, creates an API source, starts gunicorn
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="over 1: the gthread worker")
+    parser.add_argument("--keep-alive", type=int, default=2, help="seconds (gthread only)")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "cdp.wsgi",
              "-w", str(args.workers), "--threads", str(args.threads),
+             "--keep-alive", str(args.keep_alive),
              "-b", f"127.0.0.1:{args.port}", "--log-level", "warning", "--timeout", "120"],
             env=env, cwd=ROOT, start_new_session=True,
         )  # fmt: skip
