@@ -786,14 +786,13 @@ def _source_records_apply(
     # Concurrent requests may create the same record: insert what is missing, in key order
     # (so two requests never wait on each other crosswise), skipping what another request
     # created meanwhile; then lock every record this request changes, in key order.
-    SourceRecord.objects.bulk_create(
-        [
-            SourceRecord(source=source, external_key=key, created_at=now, updated_at=now)
-            for key in keys
-            if key not in existing
-        ],
+    _rows_insert(
+        SourceRecord,
+        ["source", "external_key", "attributes", "traits", "observed_at", "content_hash",
+         "profile", "created_at", "updated_at"],
+        [(source.pk, key, {}, {}, {}, "", None, now, now) for key in keys if key not in existing],
         ignore_conflicts=True,
-    )
+    )  # fmt: skip
     records = {
         sr.external_key: sr
         for sr in SourceRecord.objects.select_for_update()
@@ -840,16 +839,13 @@ def _source_records_apply(
             except InvalidValue as exc:
                 result = IdentifierKey(None, str(exc))
             new_identities.append(
-                Identity(
-                    type=id_type,
-                    raw_value=raw[:500],
-                    key=result.key,
-                    flag=result.flag[:200],
-                    source_record=record,
-                    profile_id=record.profile_id,
-                    created_at=now,
-                )
-            )
-    Identity.objects.bulk_create(new_identities, batch_size=1000)
+                (id_type, raw[:500], result.key, result.flag[:200], record.pk, record.profile_id,
+                 now)
+            )  # fmt: skip
+    _rows_insert(
+        Identity,
+        ["type", "raw_value", "key", "flag", "source_record", "profile", "created_at"],
+        new_identities,
+    )
     ids = {key: (record.pk, record.profile_id) for key, record in records.items()}
     return ids, sorted(to_resolve)
