@@ -1,7 +1,7 @@
 """/v1/batch throughput through gunicorn with concurrent clients on loopback.
 
     .venv/bin/python bench/bench_tracking.py --events 100000 --clients 8 --batch 100 \\
-        --workers 4 [--threads 1] [--pg postgres://postgres@127.0.0.1:5432] \\
+        --workers 4 [--threads 1] [--keep-alive 2] [--pg postgres://postgres@127.0.0.1:5432] \\
         [--file var/bench/customers-100000/events.jsonl]
 
 Creates a fresh PostgreSQL database, migrates it, creates an API source, starts gunicorn
@@ -10,7 +10,9 @@ events file as ``/v1/batch`` requests of ``--batch`` messages from ``--clients``
 keep-alive HTTP connections. The run is bounded: it stops when every batch is sent (or after
 ``--max-seconds``). Then it checks that every distinct messageId is stored exactly once (the
 file holds about 1% exact retries, which must be deduplicated), prints one table and stops
-gunicorn and drops the database.
+gunicorn and drops the database. Below the table: CPU time per batch of the gunicorn
+processes, of the PostgreSQL backends and of the client threads, and the load average: on a
+shared machine these say more than the rate does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,40 @@ def manage(env: dict, *args: str) -> str:
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     return out.stdout
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (those that still exist)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group (gunicorn's master and workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def db_pids(pg: str, name: str) -> list[int]:
+    """The PostgreSQL backends connected to the bench database."""
+    sql = f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}'"
+    out = subprocess.run(
+        ["psql", pg + "/postgres", "-Atc", sql], check=True, capture_output=True, text=True
+    )
+    return [int(x) for x in out.stdout.split()]
 
 
 def load_batches(path: Path, events: int, size: int) -> tuple[list[bytes], int, int]:
@@ -100,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="over 1: the gthread worker")
+    parser.add_argument("--keep-alive", type=int, default=2, help="seconds (gthread only)")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
@@ -134,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "cdp.wsgi",
              "-w", str(args.workers), "--threads", str(args.threads),
+             "--keep-alive", str(args.keep_alive),
              "-b", f"127.0.0.1:{args.port}", "--log-level", "warning", "--timeout", "120"],
             env=env, cwd=ROOT, start_new_session=True,
         )  # fmt: skip
@@ -148,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             work.put(body)
         stats = {"ok": 0, "errors": 0, "latencies": []}
         lock = threading.Lock()
+        web_cpu = -cpu_seconds(group_pids(server.pid))
+        client_cpu = -time.process_time()
         start = time.perf_counter()
         deadline = time.monotonic() + args.max_seconds
         threads = [
@@ -159,6 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             t.join()
         seconds = time.perf_counter() - start
+        client_cpu += time.process_time()
+        web_cpu += cpu_seconds(group_pids(server.pid))
+        # Backends connect at the first request and stay (CONN_MAX_AGE): all their CPU is
+        # this run's, bar connection setup.
+        db_cpu = cpu_seconds(db_pids(args.pg, name))
+        sql = f"SELECT xact_rollback FROM pg_stat_database WHERE datname = '{name}'"
+        rollbacks = subprocess.run(
+            ["psql", args.pg + "/postgres", "-Atc", sql], capture_output=True, text=True
+        ).stdout.strip()
         counts = manage(
             env,
             "shell",
@@ -194,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     print(row)
+    sent_batches = max(1, stats["ok"] + stats["errors"])
+    print(
+        f"cpu per batch: web {web_cpu / sent_batches * 1000:.1f} ms, "
+        f"db {db_cpu / sent_batches * 1000:.1f} ms, "
+        f"client {client_cpu / sent_batches * 1000:.1f} ms; "
+        f"rolled back transactions {rollbacks}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     exactly_once = events_stored == distinct == raws_stored and duplicated == 0
     print(f"every distinct event stored exactly once: {'yes' if exactly_once else 'NO'}")
     return 0 if exactly_once else 1

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from cdp.bulk import bulk_insert_rows, bulk_update_rows
@@ -49,6 +51,16 @@ EVENT_FIELDS = [
     "source_record",
     "profile",
     "raw_record",
+]
+RAW_FIELDS = [
+    "source",
+    "payload",
+    "content_hash",
+    "message_id",
+    "status",
+    "error",
+    "source_record",
+    "received_at",
 ]
 MESSAGE_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 # Ids (userId, anonymousId, messageId, previousId, groupId) and event/page names: characters.
@@ -123,6 +135,8 @@ def json_value_problem(value: object, *, max_depth: int | None = MAX_DEPTH) -> s
     number finite (Python's json reads NaN, Infinity and 1e999; JSON columns refuse them), and
     objects and arrays nest at most ``max_depth`` levels. Iterative: no input exhausts the stack.
     """
+    if _json_value_fine(value, max_depth):
+        return None
     stack: list[tuple[object, tuple[object, ...]]] = [(value, ())]
     while stack:
         item, path = stack.pop()
@@ -150,6 +164,25 @@ def json_value_problem(value: object, *, max_depth: int | None = MAX_DEPTH) -> s
     return None
 
 
+def _json_value_fine(value: object, max_depth: int | None) -> bool:
+    """The common case, at the speed of the C encoder: True when the value surely has no
+    problem; False means "look closer" (``json_value_problem`` walks it and says why).
+
+    The encoder refuses non-finite numbers (``allow_nan=False``); encoding its output as UTF-8
+    refuses unpaired surrogates; it writes U+0000 as the escape ``\\u0000`` (so a text holding
+    that escape literally is also looked at closer); and a value cannot nest deeper than the
+    number of brackets it holds.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, check_circular=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    if "\\u0000" in text:
+        return False
+    return max_depth is None or text.count("{") + text.count("[") <= max_depth
+
+
 def json_depth(value: object) -> int:
     """How many levels objects and arrays nest in a parsed JSON value (a scalar: 0). Iterative."""
     deepest, stack = 0, [(value, 1)]
@@ -158,7 +191,7 @@ def json_depth(value: object) -> int:
         if isinstance(item, dict | list):
             deepest = max(deepest, level)
             children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+            stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
     return deepest
 
 
@@ -266,6 +299,10 @@ def record_key(message: dict) -> str:
     return f"user:{user_id}" if user_id else f"anon:{clean_text(message.get('anonymousId'))}"
 
 
+class _ConcurrentInsert(Exception):
+    """A concurrent request stored one of these messageIds after this one looked: look again."""
+
+
 def tracking_messages_ingest(
     *,
     source: DataSource,
@@ -275,9 +312,12 @@ def tracking_messages_ingest(
 ) -> dict:
     """Store and apply a list of messages. Returns {"accepted", "duplicates", "rejected": [...]}.
 
-    Raw messages are committed before anything is applied; a messageId seen before for this
-    source is stored once and counted as a duplicate. ``gpc`` (evidence of a ``Sec-GPC: 1``
-    header) records an opt-out of sale/sharing for the persons the messages are about.
+    One transaction per request: each message is stored verbatim (a RawRecord carrying its
+    outcome) in the same transaction as what it changes. When applying fails all the same,
+    every message is still kept (valid ones as pending raw records, applied again when sent
+    again) before the error propagates: land first, never lose. A messageId seen before for
+    this source is stored once and counted as a duplicate. ``gpc`` (evidence of a ``Sec-GPC:
+    1`` header) records an opt-out of sale/sharing for the persons the messages are about.
     """
     batch = batch or {}
     received_at = timezone.now()
@@ -288,126 +328,198 @@ def tracking_messages_ingest(
         except MessageError as exc:
             prepared.append((index, None, str(exc)))
 
-    valid = {}
+    valid: dict[str, dict] = {}
     for _index, message, _error in prepared:
         if message is not None and str(message["messageId"])[:200] not in valid:
             valid[str(message["messageId"])[:200]] = message
-    rejected = [(messages[i], e) for i, m, e in prepared if m is None]
-    raws = _raw_messages_store(source, rejected, valid, received_at)
-    duplicates = len(valid) - len(raws)
-    # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
-    suppressed = suppression_check(
-        identities_by_item={
-            mid: identity_keys(_message_identifiers(raw.payload), region=source.default_region)
-            for mid, raw in raws.items()
-        }
-    )
-    if suppressed:
-        RawRecord.objects.filter(pk__in=[raws[mid].pk for mid in suppressed]).update(
-            status=RawRecord.Status.SUPPRESSED, payload={}, error=""
-        )
-        raws = {mid: raw for mid, raw in raws.items() if mid not in suppressed}
-    for attempt in range(APPLY_ATTEMPTS):
-        if not raws:
-            break
-        try:
-            with transaction.atomic():
-                record_ids = _messages_apply(source, raws, received_at)
-                if gpc is not None:
-                    consent_gpc_record(
-                        profile_ids=list(
-                            SourceRecord.objects.filter(pk__in=record_ids).values_list(
-                                "profile_id", flat=True
-                            )
-                        ),
-                        evidence=gpc,
-                    )
-            break
-        except (OperationalError, IntegrityError):
-            # A deadlock or a race with a concurrent request on the same records: the
-            # transaction rolled back as a whole, so applying again is safe.
-            if attempt == APPLY_ATTEMPTS - 1:
-                raise
+    rejected = [_rejected_row(messages[i], e) for i, m, e in prepared if m is None]
+    try:
+        for attempt in range(APPLY_ATTEMPTS):
+            try:
+                with transaction.atomic():
+                    counts = _messages_store_apply(source, valid, rejected, received_at, gpc)
+                break
+            except (_ConcurrentInsert, OperationalError, IntegrityError):
+                # A deadlock or a race with a concurrent request on the same records or
+                # messageIds: the transaction rolled back as a whole, so trying again is safe.
+                if attempt == APPLY_ATTEMPTS - 1:
+                    raise
+    except Exception:
+        _messages_keep(source, valid, rejected, received_at)
+        raise
     errors = [{"index": i, "message": e} for i, m, e in prepared if m is None]
-    return {"accepted": len(raws), "duplicates": duplicates, "rejected": errors}
+    return {**counts, "rejected": errors}
 
 
-def _raw_messages_store(
+def _messages_store_apply(
     source: DataSource,
-    rejected: list[tuple[object, str]],
     valid: dict[str, dict],
+    rejected: list[tuple[dict, str, str]],
     received_at: datetime,
-) -> dict[str, RawRecord]:
-    """Store new valid messages and rejected ones; return the new ones by messageId."""
-    rejected_raws = []
-    for original, error in rejected:
-        payload = _rejected_payload(original)
-        rejected_raws.append(
-            RawRecord(
-                source=source,
-                payload=payload,
-                content_hash=stable_hash(payload),
-                status=RawRecord.Status.REJECTED,
-                error=error,
-                received_at=received_at,
-            )
+    gpc: dict | None,
+) -> dict[str, int]:
+    """The request's transaction: store new and rejected messages, apply the new ones."""
+    seen = dict(
+        RawRecord.objects.filter(source=source, message_id__in=list(valid)).values_list(
+            "message_id", "status"
         )
-    for _attempt in range(3):
-        seen = dict(
-            RawRecord.objects.filter(source=source, message_id__in=list(valid)).values_list(
-                "message_id", "status"
-            )
+    )
+    new = {mid: m for mid, m in valid.items() if mid not in seen}
+    # Stored by an earlier request whose apply failed: apply again (idempotent: events are
+    # unique per messageId, observations keep the newest).
+    unapplied: dict[str, tuple[int, dict]] = {}
+    if RawRecord.Status.PENDING in seen.values():
+        pending = RawRecord.objects.filter(
+            source=source,
+            status=RawRecord.Status.PENDING,
+            message_id__in=[
+                mid for mid, status in seen.items() if status == RawRecord.Status.PENDING
+            ],
         )
-        new = {mid: m for mid, m in valid.items() if mid not in seen}
-        # Stored by an earlier request whose apply failed (or is still running): apply again
-        # (idempotent: events are unique per messageId, observations keep the newest).
-        unapplied = [mid for mid, status in seen.items() if status == RawRecord.Status.PENDING]
-        try:
-            with transaction.atomic():
-                rows = [
-                    (source.pk, m, stable_hash(m), mid, RawRecord.Status.PENDING, "", received_at)
-                    for mid, m in new.items()
-                ] + [
-                    (source.pk, r.payload, r.content_hash, None, r.status, r.error, received_at)
-                    for r in rejected_raws
-                ]
-                ids = bulk_insert_rows(
-                    RawRecord,
-                    [
-                        "source",
-                        "payload",
-                        "content_hash",
-                        "message_id",
-                        "status",
-                        "error",
-                        "received_at",
-                    ],
-                    rows,
-                    returning=["id", "message_id"],
+        unapplied = {
+            mid: (pk, p) for mid, pk, p in pending.values_list("message_id", "pk", "payload")
+        }
+    payloads = {**new, **{mid: payload for mid, (_pk, payload) in unapplied.items()}}
+    # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
+    suppressed = _suppressed(source, payloads, count=True)
+    applied = {mid: m for mid, m in payloads.items() if mid not in suppressed}
+    record_ids = _messages_apply(source, new, unapplied, applied, rejected, received_at=received_at)
+    if gpc is not None and record_ids:
+        consent_gpc_record(
+            profile_ids=list(
+                SourceRecord.objects.filter(pk__in=record_ids).values_list("profile_id", flat=True)
+            ),
+            evidence=gpc,
+        )
+    return {"accepted": len(applied), "duplicates": len(valid) - len(payloads)}
+
+
+def _suppressed(source: DataSource, payloads: dict[str, dict], *, count: bool) -> set[str]:
+    """The messageIds of messages about an erased person (the suppression list).
+
+    The messages of a batch mostly name the same few people: each distinct set of
+    identifiers is normalised and checked once. Hits are counted per message, so when there
+    are any, the suppressed messages are checked again, one item each (a rare second query).
+    """
+    if not payloads:
+        return set()
+    keys_of: dict[str, list[tuple[str, str]]] = {}  # repr of the identifiers -> their keys
+    by_message: dict[str, str] = {}
+    for mid, payload in payloads.items():
+        pairs = _message_identifiers(payload)
+        marker = repr(pairs)  # a trait may hold any JSON value: the repr is hashable
+        if marker not in keys_of:
+            keys_of[marker] = identity_keys(pairs, region=source.default_region)
+        by_message[mid] = marker
+    hit = suppression_check(identities_by_item=keys_of, count=False)
+    suppressed = {mid for mid, marker in by_message.items() if marker in hit}
+    if suppressed and count:
+        suppression_check(identities_by_item={mid: keys_of[by_message[mid]] for mid in suppressed})
+    return suppressed
+
+
+def _messages_keep(
+    source: DataSource,
+    valid: dict[str, dict],
+    rejected: list[tuple[dict, str, str]],
+    received_at: datetime,
+) -> None:
+    """After applying failed: keep the request's messages, the valid ones as pending."""
+    suppressed = _suppressed(source, valid, count=False)
+    pending = RawRecord.Status.PENDING
+    with transaction.atomic():
+        _rows_insert(
+            RawRecord,
+            RAW_FIELDS,
+            [
+                (
+                    source.pk,
+                    {} if mid in suppressed else m,
+                    stable_hash(m),
+                    mid,
+                    RawRecord.Status.SUPPRESSED if mid in suppressed else pending,
+                    "",
+                    None,
+                    received_at,
                 )
-                raws = [
-                    RawRecord(
-                        pk=pk,
-                        source=source,
-                        payload=new[mid],
-                        message_id=mid,
-                        received_at=received_at,
-                    )
-                    for pk, mid in ids
-                    if mid is not None
-                ]
-        except IntegrityError:
-            # A concurrent request stored one of these ids first: look again. Any other
-            # integrity error is a bug to see, not a conflict to retry.
-            if not RawRecord.objects.filter(source=source, message_id__in=list(new)).exists():
-                raise
-            continue
-        result = {raw.message_id: raw for raw in raws if raw.message_id}
-        if unapplied:
-            again = RawRecord.objects.filter(source=source, message_id__in=unapplied)
-            result.update({raw.message_id: raw for raw in again})
-        return result
-    raise RuntimeError("could not store messages after concurrent retries")
+                for mid, m in valid.items()
+            ]
+            + [
+                (
+                    source.pk,
+                    payload,
+                    content_hash,
+                    None,
+                    RawRecord.Status.REJECTED,
+                    error,
+                    None,
+                    received_at,
+                )
+                for payload, content_hash, error in rejected
+            ],  # fmt: skip
+            ignore_conflicts=True,
+        )
+
+
+def _rows_insert(
+    model: type[Model],
+    fields: list[str],
+    rows: list[tuple],
+    *,
+    returning: Sequence[str] = (),
+    ignore_conflicts: bool = False,
+) -> list[tuple]:
+    """Insert value tuples (in ``fields`` order): ``bulk_insert_rows``, or on PostgreSQL all
+    rows as one JSON document read by ``json_to_recordset``.
+
+    Messages are mostly JSON: one ``json.dumps`` (in C) and one parameter is much cheaper
+    than psycopg quoting every payload into an array literal (in Python) and lets PostgreSQL
+    parse each payload once.
+    """
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        return bulk_insert_rows(
+            model, fields, rows, returning=returning, ignore_conflicts=ignore_conflicts
+        )
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in concrete)
+    types = ", ".join(
+        f"{quote(f.column)} "
+        + (f.rel_db_type(connection) if f.is_relation else f.db_type(connection))
+        for f in concrete
+    )
+    names = [f.column for f in concrete]
+    document = json.dumps(
+        [
+            {
+                name: value.isoformat() if isinstance(value, datetime) else value
+                for name, value in zip(names, row, strict=True)
+            }
+            for row in rows
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} "
+        f"FROM json_to_recordset(%s::json) AS r({types})"
+    )
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(meta.get_field(f).column) for f in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [document])
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
+
+
+def _rejected_row(original: object, error: str) -> tuple[dict, str, str]:
+    """A rejected message as a raw record keeps it: (payload, content hash, error)."""
+    payload = _rejected_payload(original)
+    return payload, stable_hash(payload), error
 
 
 def _rejected_payload(original: object) -> dict:
@@ -420,16 +532,28 @@ def _rejected_payload(original: object) -> dict:
     return {"json": json.dumps(original, ensure_ascii=True)}
 
 
-def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at) -> list[int]:
+def _messages_apply(
+    source: DataSource,
+    new: dict[str, dict],
+    unapplied: dict[str, tuple[int, dict]],
+    applied: dict[str, dict],
+    rejected: list[tuple[dict, str, str]],
+    *,
+    received_at: datetime,
+) -> list[int]:
+    """Apply ``applied`` (messages by messageId) to source records and events, store ``new``
+    and ``rejected`` raw records and mark ``unapplied`` ones; return the source record ids.
+
+    Raises _ConcurrentInsert when another request stored one of ``new`` meanwhile.
+    """
     updates: dict[str, _RecordUpdate] = {}
-    events: list[tuple[str, Event]] = []
+    events: list[tuple[str, str, str, str, dict, dict, datetime, str, str]] = []
     notes: dict[str, list[str]] = {}
 
     def update_for(key: str) -> _RecordUpdate:
         return updates.setdefault(key, _RecordUpdate(key))
 
-    for message_id, raw in raws.items():
-        message = raw.payload
+    for message_id, message in applied.items():
         when = event_time(message, received_at)
         key = record_key(message)
         update = update_for(key)
@@ -461,40 +585,80 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
             properties = {"previousId": message.get("previousId")}
         events.append(
             (
+                message_id,
                 key,
-                Event(
-                    source=source,
-                    message_id=message_id,
-                    type=kind,
-                    name=name[:200],
-                    properties=properties,
-                    context=message.get("context") or {},
-                    timestamp=when,
-                    received_at=received_at,
-                    user_id=user_id[:200],
-                    anonymous_id=anonymous_id[:200],
-                    raw_record=raw,
-                ),
+                kind,
+                name[:200],
+                properties,
+                message.get("context") or {},
+                when,
+                user_id[:200],
+                anonymous_id[:200],
             )
         )
 
-    record_ids = _source_records_apply(source, updates)
-    for key, event in events:
-        event.source_record_id = record_ids[key]
+    records, to_resolve = _source_records_apply(source, updates)
+    raw_rows = []
+    for mid, message in new.items():
+        if mid in applied:
+            raw_rows.append(
+                (source.pk, message, stable_hash(message), mid, RawRecord.Status.ACCEPTED,
+                 "; ".join(notes.get(mid) or []), records[record_key(message)][0], received_at)
+            )  # fmt: skip
+        else:  # suppressed: the row keeps no payload
+            raw_rows.append(
+                (source.pk, {}, stable_hash(message), mid, RawRecord.Status.SUPPRESSED, "",
+                 None, received_at)
+            )  # fmt: skip
+    raw_rows += [
+        (source.pk, payload, content_hash, None, RawRecord.Status.REJECTED, error, None,
+         received_at)
+        for payload, content_hash, error in rejected
+    ]  # fmt: skip
+    # Skipping a messageId another request stored since this one looked (ON CONFLICT waits
+    # for that request to commit): then this request's view is stale, so it starts over.
+    stored = _rows_insert(
+        RawRecord, RAW_FIELDS, raw_rows, returning=["id", "message_id"], ignore_conflicts=True
+    )
+    raw_ids = {mid: pk for pk, mid in stored if mid is not None}
+    if len(raw_ids) < len(new):
+        raise _ConcurrentInsert
+    if unapplied:
+        _unapplied_mark(unapplied, applied, notes, records)
+        raw_ids.update({mid: pk for mid, (pk, _payload) in unapplied.items()})
+
     # A message applied again after a failure may have its event already: keep the first.
-    bulk_insert_rows(
+    _rows_insert(
         Event,
         EVENT_FIELDS,
         [
-            tuple(getattr(e, Event._meta.get_field(f).attname) for f in EVENT_FIELDS)
-            for _, e in events
-        ],
+            (
+                source.pk,
+                mid,
+                kind,
+                name,
+                properties,
+                context,
+                when,
+                received_at,
+                user_id,
+                anonymous_id,
+                records[key][0],
+                records[key][1],
+                raw_ids[mid],
+            )
+            for mid, key, kind, name, properties, context, when, user_id, anonymous_id in events
+        ],  # fmt: skip
         ignore_conflicts=True,
     )
-    profiles_resolve(source_record_ids=list(record_ids.values()))
+    # Only records whose identities or attributes changed (or that have no profile yet) are
+    # resolved again: an event of a known person changes nothing resolution reads. Their
+    # events above already carry their profile.
+    if to_resolve:
+        profiles_resolve(source_record_ids=to_resolve)
     # Loyalty earns on orders after commit; no query at all for batches without orders.
     orders = [
-        e.message_id for _, e in events if e.type == "track" and e.name in LOYALTY_EVENT_NAMES
+        mid for mid, _k, kind, name, *_ in events if kind == "track" and name in LOYALTY_EVENT_NAMES
     ]
     if orders:
         loyalty_events_ingested(
@@ -502,12 +666,35 @@ def _messages_apply(source: DataSource, raws: dict[str, RawRecord], received_at)
                 "pk", flat=True
             )
         )
-    for message_id, raw in raws.items():
-        raw.status = RawRecord.Status.ACCEPTED
-        raw.error = "; ".join(notes.get(message_id) or [])
-        raw.source_record_id = record_ids[record_key(raw.payload)]
-    bulk_update_rows(RawRecord, list(raws.values()), ["status", "error", "source_record"])
-    return list(record_ids.values())
+    return [pk for pk, _profile in records.values()]
+
+
+def _unapplied_mark(
+    unapplied: dict[str, tuple[int, dict]],
+    applied: dict[str, dict],
+    notes: dict[str, list[str]],
+    records: dict[str, tuple[int, int | None]],
+) -> None:
+    """Raw records stored pending by an earlier request, now applied (or suppressed)."""
+    suppressed = [pk for mid, (pk, _payload) in unapplied.items() if mid not in applied]
+    if suppressed:
+        RawRecord.objects.filter(pk__in=suppressed).update(
+            status=RawRecord.Status.SUPPRESSED, payload={}, error=""
+        )
+    bulk_update_rows(
+        RawRecord,
+        [
+            RawRecord(
+                pk=pk,
+                status=RawRecord.Status.ACCEPTED,
+                error="; ".join(notes.get(mid) or []),
+                source_record_id=records[record_key(payload)][0],
+            )
+            for mid, (pk, payload) in unapplied.items()
+            if mid in applied
+        ],
+        ["status", "error", "source_record"],
+    )
 
 
 def _message_identifiers(message: dict) -> list[tuple[str, object]]:
@@ -577,12 +764,18 @@ def _trait_region(traits: dict, source: DataSource) -> str:
     return country.upper() if len(country) == 2 else source.default_region
 
 
-def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate]) -> dict[str, int]:
+def _source_records_apply(
+    source: DataSource, updates: dict[str, _RecordUpdate]
+) -> tuple[dict[str, tuple[int, int | None]], list[int]]:
     """Create or update the source records these messages describe; add their identities.
 
     Each attribute and trait keeps the time it was observed; an older observation never
-    overwrites a newer one.
+    overwrites a newer one. Returns (external key -> (record id, profile id)) and the ids of
+    the records resolution must see again: new ones, ones without a profile, ones with a new
+    identity or a new observation of an attribute (traits are not read by resolution).
     """
+    if not updates:
+        return {}, []
     now = timezone.now()
     keys = sorted(updates)
     existing = set(
@@ -593,14 +786,13 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
     # Concurrent requests may create the same record: insert what is missing, in key order
     # (so two requests never wait on each other crosswise), skipping what another request
     # created meanwhile; then lock every record this request changes, in key order.
-    SourceRecord.objects.bulk_create(
-        [
-            SourceRecord(source=source, external_key=key, created_at=now, updated_at=now)
-            for key in keys
-            if key not in existing
-        ],
+    _rows_insert(
+        SourceRecord,
+        ["source", "external_key", "attributes", "traits", "observed_at", "content_hash",
+         "profile", "created_at", "updated_at"],
+        [(source.pk, key, {}, {}, {}, "", None, now, now) for key in keys if key not in existing],
         ignore_conflicts=True,
-    )
+    )  # fmt: skip
     records = {
         sr.external_key: sr
         for sr in SourceRecord.objects.select_for_update()
@@ -608,6 +800,7 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
         .order_by("external_key")
     }
     to_update = []
+    to_resolve = {record.pk for record in records.values() if record.profile_id is None}
     for key, update in updates.items():
         record = records[key]
         changed = key not in existing
@@ -620,6 +813,8 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
                     target[name] = value
                     record.observed_at[prefix + name] = when
                     changed = True
+                    if not prefix:
+                        to_resolve.add(record.pk)
         record.updated_at = now
         if changed:
             to_update.append(record)
@@ -638,20 +833,19 @@ def _source_records_apply(source: DataSource, updates: dict[str, _RecordUpdate])
             if (record.pk, id_type, raw[:500]) in have:
                 continue
             have.add((record.pk, id_type, raw[:500]))
+            to_resolve.add(record.pk)
             try:
                 result = identifier_key(id_type, raw, region=region)
             except InvalidValue as exc:
                 result = IdentifierKey(None, str(exc))
             new_identities.append(
-                Identity(
-                    type=id_type,
-                    raw_value=raw[:500],
-                    key=result.key,
-                    flag=result.flag[:200],
-                    source_record=record,
-                    profile_id=record.profile_id,
-                    created_at=now,
-                )
-            )
-    Identity.objects.bulk_create(new_identities, batch_size=1000)
-    return {key: record.pk for key, record in records.items()}
+                (id_type, raw[:500], result.key, result.flag[:200], record.pk, record.profile_id,
+                 now)
+            )  # fmt: skip
+    _rows_insert(
+        Identity,
+        ["type", "raw_value", "key", "flag", "source_record", "profile", "created_at"],
+        new_identities,
+    )
+    ids = {key: (record.pk, record.profile_id) for key, record in records.items()}
+    return ids, sorted(to_resolve)

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from profiles.models import Event, RawRecord
+from profiles.services.tracking import json_value_problem
 
 
 @pytest.fixture
@@ -292,3 +293,23 @@ def test_names_and_ids_within_the_rules_are_stored_as_given(client, api_source, 
     assert response.json() == {"success": True}
     event = Event.objects.get()
     assert (event.type, event.name, event.user_id) == stored
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (json.loads(nested(64)), None),
+        (json.loads(nested(65)), "a nests deeper than 64 levels"),
+        ({"text": "{[" * 40}, None),  # brackets inside text are no nesting
+        ({"text": "a \\u0000 b"}, None),  # the escape as six characters is plain text
+        ({"text": "a \x00 b"}, "text holds U+0000, which cannot be stored"),
+        ({"n": [1.5, float("inf")]}, "n[1] is not a finite number (Infinity)"),
+        (
+            {"k\ud800": 1},
+            '["k\\ud800"] holds an unpaired surrogate (\\ud800), which cannot be stored',
+        ),
+    ],
+    ids=["64-levels", "65-levels", "brackets-in-text", "escape-text", "nul", "infinity", "key"],
+)
+def test_json_value_problem_at_the_edges(value, problem):
+    assert json_value_problem(value) == problem

@@ -369,3 +369,76 @@ def test_a_batch_takes_the_same_number_of_queries_for_5_or_50_people(
     assert result["accepted"] == 150
     assert Event.objects.count() == 165
     assert Profile.objects.count() == 55
+
+
+def session_messages(person: int, count: int) -> list[dict]:
+    """A visit as the SDKs send it: a page, an identify, then tracks (one of them an order)."""
+    user, anon = f"u-{person}", f"a-{person}"
+    messages = [
+        {"type": "page", "messageId": f"p-{person}", "anonymousId": anon, "name": "Home",
+         "properties": {"path": "/"}, "context": {"ip": "192.0.2.1"}},
+        {"type": "identify", "messageId": f"i-{person}", "userId": user, "anonymousId": anon,
+         "traits": {"email": f"{user}@example.de", "firstName": "Ann", "lastName": "Ng"}},
+    ]  # fmt: skip
+    for n in range(count - 2):
+        event = "Order Completed" if n == 0 else "Product Viewed"
+        messages.append(
+            {"type": "track", "messageId": f"t-{person}-{n}", "userId": user, "anonymousId": anon,
+             "event": event, "properties": {"order_id": f"o-{person}", "total": 10.5}}
+        )  # fmt: skip
+    return messages
+
+
+def test_a_100_message_batch_through_the_api_takes_a_fixed_number_of_queries(
+    client, api_source, django_assert_max_num_queries
+):
+    # 20 new people (new records, identities and profiles to resolve: 30 queries today), then
+    # 100 more messages of the same people (known records, new events only: 10 queries, no
+    # resolution). One query per message would need 100 or more.
+    first = [m for person in range(20) for m in session_messages(person, 5)]
+    again = [
+        {**track(1000 + n), "messageId": f"x-{n}", "userId": f"u-{n % 20}"} for n in range(100)
+    ]
+
+    with django_assert_max_num_queries(32):
+        response = post(client, "/v1/batch", {"batch": first}, api_source.write_key)
+    assert response.status_code == 200
+    with django_assert_max_num_queries(12) as known:
+        response = post(client, "/v1/batch", {"batch": again}, api_source.write_key)
+
+    assert response.status_code == 200
+    assert (RawRecord.objects.count(), Event.objects.count(), Profile.objects.count()) == (
+        200,
+        200,
+        20,
+    )
+    assert sum("profiles_profile" in q["sql"] for q in known.captured_queries) == 0
+    assert Event.objects.filter(message_id="x-7", profile__isnull=False).count() == 1
+
+
+def test_a_failed_apply_keeps_every_message_pending_and_a_resend_applies_them(
+    api_source, monkeypatch
+):
+    messages = [track(1), track(2), {"type": "track"}]
+
+    def broken(**kwargs):
+        raise RuntimeError("resolution failed")
+
+    monkeypatch.setattr("profiles.services.tracking.profiles_resolve", broken)
+    with pytest.raises(RuntimeError):
+        tracking_messages_ingest(source=api_source, messages=messages)
+
+    assert list(RawRecord.objects.order_by("pk").values_list("message_id", "status")) == [
+        ("m-1", "pending"),
+        ("m-2", "pending"),
+        (None, "rejected"),
+    ]
+    assert (Event.objects.count(), SourceRecord.objects.count()) == (0, 0)
+
+    monkeypatch.undo()
+    result = tracking_messages_ingest(source=api_source, messages=messages[:2])
+
+    assert (result["accepted"], result["duplicates"]) == (2, 0)
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["m-1", "m-2"]
+    assert RawRecord.objects.filter(status="accepted").count() == 2
+    assert Event.objects.filter(profile__isnull=False).count() == 2
