@@ -210,7 +210,10 @@ def parse_timestamp(value: object, name: str = "timestamp") -> datetime | None:
         raise MessageError(f"{name} {value!r} is not ISO-8601") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first instant Python holds
+        raise MessageError(f"{name} {value!r} is out of range") from None
 
 
 def event_time(message: dict, received_at: datetime) -> datetime:

@@ -182,6 +182,16 @@ def test_clock_skew_rule():
         ("timestamp", "2024-13-45T10:00:00Z", "timestamp '2024-13-45T10:00:00Z' is not ISO-8601"),
         ("originalTimestamp", "yesterday", "originalTimestamp 'yesterday' is not ISO-8601"),
         ("sentAt", "soon", "sentAt 'soon' is not ISO-8601"),
+        (
+            "timestamp",
+            "0001-01-01T00:00:00+14:00",
+            "timestamp '0001-01-01T00:00:00+14:00' is out of range",
+        ),
+        (
+            "originalTimestamp",
+            "9999-12-31T23:59:59-14:00",
+            "originalTimestamp '9999-12-31T23:59:59-14:00' is out of range",
+        ),
     ],
 )
 def test_a_bad_time_rejects_its_message_not_the_request(client, api_source, field, value, error):
