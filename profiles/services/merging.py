@@ -56,6 +56,8 @@ PROFILE_FIELDS = (
     "attribute_sources",
 )
 
+# Temporary table (per connection) of one batch's clusters: loser_id -> winner_id.
+MAP_TABLE = "cdp_merge_map"
 # Clusters per transaction on PostgreSQL: every statement is set-based, so bigger is cheaper.
 PG_BATCH_CLUSTERS = 50_000
 
@@ -262,13 +264,21 @@ def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> N
 
     now = timezone.now()
     created_by_id = actor.pk if getattr(actor, "pk", None) else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {MAP_TABLE} "
+            "(loser_id bigint PRIMARY KEY, winner_id bigint NOT NULL, extensions text)"
+        )
+        cursor.execute(f"DELETE FROM {MAP_TABLE}")
+        cursor.executemany(
+            f"INSERT INTO {MAP_TABLE} (loser_id, winner_id) VALUES (%s, %s)",
+            list(survivor_of.items()),
+        )
+    participants = _participants_merge(live, MAP_TABLE)
     logs = []
     for cluster in live:
         survivor_id, other_ids = cluster[0], cluster[1:]
-        extensions = {
-            name: participant.on_merge(survivor_id, other_ids)
-            for name, participant in _PARTICIPANTS.items()
-        }
+        extensions = participants.get(survivor_id, {})
         snapshot = [
             {
                 "id": pid,
@@ -323,8 +333,6 @@ def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> N
 
 # ------------------------------------------------------------------ PostgreSQL, set-based
 
-MAP_TABLE = "cdp_merge_map"
-
 
 def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
@@ -335,6 +343,29 @@ def _state_sql(alias: str) -> str:
     parts = [f"'{name}', {alias}.{connection.ops.quote_name(name)}" for name in PROFILE_FIELDS]
     parts += [f"'created_at', {alias}.created_at", f"'updated_at', {alias}.updated_at"]
     return f"jsonb_build_object({', '.join(parts)})"
+
+
+def profile_foreign_keys() -> list[tuple[type[models.Model], models.ForeignKey]]:
+    """Every (model, foreign key) pointing at Profile, hidden ones (related_name="+") too."""
+    return [
+        (relation.related_model, relation.field)
+        for relation in Profile._meta.get_fields(include_hidden=True)
+        if relation.auto_created and not relation.concrete and relation.is_relation
+    ]
+
+
+def _participants_merge(clusters: list[list[int]], map_table: str | None) -> dict[int, dict]:
+    """Run each participant's ``on_merge`` for the clusters it is involved in (all clusters
+    when it gives no ``involved`` or there is no map table); survivor id -> extensions."""
+    extensions: dict[int, dict] = defaultdict(dict)
+    for name, participant in _PARTICIPANTS.items():
+        survivors = None
+        if participant.involved is not None and map_table is not None:
+            survivors = set(participant.involved(map_table))
+        for cluster in clusters:
+            if survivors is None or cluster[0] in survivors:
+                extensions[cluster[0]][name] = participant.on_merge(cluster[0], cluster[1:])
+    return extensions
 
 
 def merge_map_winners(map_table: str, model: type[models.Model], column: str = "profile") -> set:
@@ -362,8 +393,7 @@ def _other_references_clear(cursor) -> list[int]:
     whose remaining rows need Django's collector (cascades, PROTECT)."""
     handled = {ProfileRedirect, SourceRecord, Identity, Event}
     collect: set[int] = set()
-    for relation in Profile._meta.related_objects:
-        model, fk = relation.related_model, relation.field
+    for model, fk in profile_foreign_keys():
         on_delete = fk.remote_field.on_delete
         if model in handled or on_delete is models.DO_NOTHING:
             continue
@@ -392,6 +422,7 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
         # Big set-based statements look costly to the planner; compiling them (JIT) costs
         # more than running them.
         cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '256MB'")  # sorts and hashes stay in memory
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {MAP_TABLE} "
             "(loser_id bigint PRIMARY KEY, winner_id bigint NOT NULL, extensions jsonb)"
@@ -418,14 +449,7 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
                 return
             _map_fill(cursor, clusters)
         # Other apps' rows, before anything moves: only clusters where they have rows.
-        extensions: dict[int, dict] = defaultdict(dict)
-        for name, participant in _PARTICIPANTS.items():
-            survivors = None
-            if participant.involved is not None:
-                survivors = set(participant.involved(MAP_TABLE))
-            for cluster in clusters:
-                if survivors is None or cluster[0] in survivors:
-                    extensions[cluster[0]][name] = participant.on_merge(cluster[0], cluster[1:])
+        extensions = _participants_merge(clusters, MAP_TABLE)
         if extensions:
             survivor_ids = sorted(extensions)
             cursor.execute(
@@ -435,18 +459,27 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
                 f"(SELECT min(loser_id) FROM {MAP_TABLE} f WHERE f.winner_id = x.winner_id)",
                 [survivor_ids, [json.dumps(extensions[s]) for s in survivor_ids]],
             )
-        # Merge logs (snapshots built in SQL) and their audit rows, in one statement.
+        # One statement moves the losers' records, identities, events and redirects to their
+        # survivors and, from the ids those moves return, writes the merge logs (snapshots
+        # built in SQL) and their audit rows.
         audit_details = json.dumps({"reason": reason, **details})
-        grouped = (
-            "SELECT r.profile_id, jsonb_agg(r.{col} ORDER BY r.{col}) AS ids FROM {table} r "
-            f"JOIN {MAP_TABLE} g ON r.profile_id = g.loser_id GROUP BY r.profile_id"
-        )
+        moves = []
+        for name, model, column in (
+            ("sr", SourceRecord, "id"),
+            ("idn", Identity, "id"),
+            ("ev", Event, "id"),
+            ("rd", ProfileRedirect, "old_id"),
+        ):
+            moves.append(
+                f"moved_{name} AS (UPDATE {_table(model)} t SET profile_id = m.winner_id "
+                f"FROM {MAP_TABLE} m WHERE t.profile_id = m.loser_id "
+                f"RETURNING m.loser_id, t.{column} AS ref), "
+                f"{name} AS (SELECT loser_id, jsonb_agg(ref ORDER BY ref) AS ids "
+                f"FROM moved_{name} GROUP BY loser_id)"
+            )
         cursor.execute(
             f"""
-            WITH sr AS ({grouped.format(col="id", table=_table(SourceRecord))}),
-            idn AS ({grouped.format(col="id", table=_table(Identity))}),
-            ev AS ({grouped.format(col="id", table=_table(Event))}),
-            rd AS ({grouped.format(col="old_id", table=_table(ProfileRedirect))}),
+            WITH {", ".join(moves)},
             entries AS (
                 SELECT m.winner_id, m.loser_id, m.extensions, jsonb_build_object(
                     'id', p.id, 'fields', {_state_sql("p")},
@@ -455,10 +488,10 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
                     'event_ids', coalesce(ev.ids, '[]'::jsonb),
                     'redirect_ids', coalesce(rd.ids, '[]'::jsonb)) AS entry
                 FROM {MAP_TABLE} m JOIN {profile} p ON p.id = m.loser_id
-                LEFT JOIN sr ON sr.profile_id = m.loser_id
-                LEFT JOIN idn ON idn.profile_id = m.loser_id
-                LEFT JOIN ev ON ev.profile_id = m.loser_id
-                LEFT JOIN rd ON rd.profile_id = m.loser_id
+                LEFT JOIN sr ON sr.loser_id = m.loser_id
+                LEFT JOIN idn ON idn.loser_id = m.loser_id
+                LEFT JOIN ev ON ev.loser_id = m.loser_id
+                LEFT JOIN rd ON rd.loser_id = m.loser_id
             ),
             logs AS (
                 INSERT INTO {_table(MergeLog)} (survivor_id, merged_ids, reason, snapshot,
@@ -477,27 +510,16 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
             """,
             [reason, created_by_id, now, created_by_id, audit_details, now],
         )
-        # Redirects, then every row of the losers moves to its survivor.
-        redirect = _table(ProfileRedirect)
         cursor.execute(
-            f"UPDATE {redirect} r SET profile_id = m.winner_id FROM {MAP_TABLE} m "
-            "WHERE r.profile_id = m.loser_id"
-        )
-        cursor.execute(
-            f"INSERT INTO {redirect} (old_id, profile_id, created_at) "
+            f"INSERT INTO {_table(ProfileRedirect)} (old_id, profile_id, created_at) "
             f"SELECT loser_id, winner_id, %s FROM {MAP_TABLE}",
             [now],
         )
-        for model in (SourceRecord, Identity, Event):
-            cursor.execute(
-                f"UPDATE {_table(model)} t SET profile_id = m.winner_id FROM {MAP_TABLE} m "
-                "WHERE t.profile_id = m.loser_id"
-            )
         collect = _other_references_clear(cursor)
         if collect:
             Profile.objects.filter(pk__in=collect).delete()
         cursor.execute(f"DELETE FROM {profile} p USING {MAP_TABLE} m WHERE p.id = m.loser_id")
-        absorbed = cursor.rowcount
+        absorbed = sum(len(c) - 1 for c in clusters)
     from profiles.services.survivorship import profile_attributes_refresh
 
     profile_attributes_refresh(profile_ids=[c[0] for c in clusters])

@@ -238,6 +238,7 @@ def _suggestions_upsert_pg(suggestions: list[dict], run: ResolutionRun | None) -
     pending = MergeSuggestion.Status.PENDING
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(f"DROP TABLE IF EXISTS {SUGGESTION_TABLE}, cdp_suggestion_wanted")
         cursor.execute(
             f"CREATE TEMP TABLE {SUGGESTION_TABLE} (ord int, left_id bigint, "

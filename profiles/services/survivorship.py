@@ -143,6 +143,7 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
     with connection.cursor() as cursor:
         if not connection.get_autocommit():
             cursor.execute("SET LOCAL jit = off")  # compiling costs more than running it
+            cursor.execute("SET LOCAL work_mem = '256MB'")
         for start in range(0, len(profile_ids), chunk):
             part = profile_ids[start : start + chunk]
             cursor.execute(sql, [part, part, others, now])
