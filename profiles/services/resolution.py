@@ -118,23 +118,27 @@ def profile_match_columns(*, chunk: int = 20000) -> tuple[list[int], dict[str, l
     """All profiles' match values as columns (ids, field -> values), for full runs.
 
     One streamed query: attributes are read as text in the database (no JSON decoding in
-    Python) and each identifier type's first key comes from a correlated subquery on the
-    (profile, type) index, so memory holds columns, never a dict per profile.
+    Python) and each identifier type's first key (lowest identity id) comes from one grouped
+    pass over identities on PostgreSQL (a correlated subquery on the (profile, type) index
+    elsewhere), so memory holds columns, never a dict per profile.
     """
-    annotations = {f"m_{name}": KT(f"attributes__{name}") for name in MATCH_ATTRIBUTES}
-    for id_type in MATCH_ID_TYPES:
-        annotations[f"m_{id_type}"] = Subquery(
-            Identity.objects.filter(profile_id=OuterRef("pk"), type=id_type, key__isnull=False)
-            .order_by("id")
-            .values("key")[:1]
-        )
     names = (*MATCH_ATTRIBUTES, *MATCH_ID_TYPES)
-    rows = (
-        Profile.objects.order_by("pk")
-        .annotate(**annotations)
-        .values_list("pk", *annotations)
-        .iterator(chunk_size=chunk)
-    )
+    if connection.vendor == "postgresql":
+        rows = _match_rows_pg(chunk)
+    else:
+        annotations = {f"m_{name}": KT(f"attributes__{name}") for name in MATCH_ATTRIBUTES}
+        for id_type in MATCH_ID_TYPES:
+            annotations[f"m_{id_type}"] = Subquery(
+                Identity.objects.filter(profile_id=OuterRef("pk"), type=id_type, key__isnull=False)
+                .order_by("id")
+                .values("key")[:1]
+            )
+        rows = (
+            Profile.objects.order_by("pk")
+            .annotate(**annotations)
+            .values_list("pk", *annotations)
+            .iterator(chunk_size=chunk)
+        )
     ids: list[int] = []
     columns: dict[str, list] = {name: [] for name in names}
     appenders = [columns[name].append for name in names]
@@ -143,6 +147,35 @@ def profile_match_columns(*, chunk: int = 20000) -> tuple[list[int], dict[str, l
         for append, value in zip(appenders, row[1:], strict=True):
             append(value)
     return ids, columns
+
+
+def _match_rows_pg(chunk: int):
+    """(id, *attribute texts, *first key per identifier type) of every profile, streamed."""
+    quote = connection.ops.quote_name
+    attributes = ", ".join(f"p.attributes ->> '{name}'" for name in MATCH_ATTRIBUTES)
+    keys = ", ".join(f"k.{quote(t)}" for t in MATCH_ID_TYPES)
+    firsts = ", ".join(
+        f"(array_agg(i.key ORDER BY i.id) FILTER (WHERE i.type = '{t}'))[1] AS {quote(t)}"
+        for t in MATCH_ID_TYPES
+    )
+    types = ", ".join(f"'{t}'" for t in MATCH_ID_TYPES)
+    sql = f"""
+        SELECT p.id, {attributes}, {keys}
+        FROM {quote(Profile._meta.db_table)} p LEFT JOIN (
+            SELECT i.profile_id, {firsts} FROM {quote(Identity._meta.db_table)} i
+            WHERE i.key IS NOT NULL AND i.type IN ({types}) AND i.profile_id IS NOT NULL
+            GROUP BY i.profile_id
+        ) k ON k.profile_id = p.id
+        ORDER BY p.id
+    """
+    with transaction.atomic():
+        with connection.cursor() as settings:
+            settings.execute("SET LOCAL jit = off")
+            settings.execute("SET LOCAL work_mem = '256MB'")
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(chunk):
+                yield from rows
 
 
 def _with_keys(rows: list[tuple[int, dict]]) -> list[dict]:
@@ -717,13 +750,7 @@ def _run(run: ResolutionRun) -> dict:
     clock = time.perf_counter()
 
     splits = _splits(spec, table, index)
-    overshared = list(
-        Identity.objects.filter(key__isnull=False)
-        .values("type", "key")
-        .annotate(n=Count("source_record_id", distinct=True))
-        .filter(n__gt=run.ruleset.identifier_cap)
-        .order_by("-n")[:20]
-    )
+    overshared = _overshared_identifiers(run.ruleset.identifier_cap)
     timings["reporting"] = time.perf_counter() - clock
     clock = time.perf_counter()
     merged_away = sum(len(c) - 1 for c in decisions.merges)
@@ -780,6 +807,30 @@ def _run(run: ResolutionRun) -> dict:
         },
         "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+def _overshared_identifiers(cap: int, limit: int = 20) -> list[dict]:
+    """The identifier values on most source records, above the cap: [{type, key, n}]."""
+    if connection.vendor != "postgresql":
+        return list(
+            Identity.objects.filter(key__isnull=False)
+            .values("type", "key")
+            .annotate(n=Count("source_record_id", distinct=True))
+            .filter(n__gt=cap)
+            .order_by("-n")[:limit]
+        )
+    # Distinct (type, key, record) triples first: hash aggregates, where COUNT(DISTINCT) sorts.
+    table = connection.ops.quote_name(Identity._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(
+            f"SELECT type, key, count(*) AS n FROM (SELECT DISTINCT type, key, source_record_id "
+            f"FROM {table} WHERE key IS NOT NULL) x GROUP BY type, key HAVING count(*) > %s "
+            "ORDER BY n DESC LIMIT %s",
+            [cap, limit],
+        )
+        return [{"type": t, "key": k, "n": n} for t, k, n in cursor.fetchall()]
 
 
 def _splits(spec: matching.Spec, table: matching.Table, index: dict[int, int]) -> list[str]:

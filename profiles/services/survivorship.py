@@ -77,16 +77,15 @@ def _active_strategies() -> tuple[str, dict]:
     return ruleset.survivorship_default, dict(ruleset.survivorship_overrides or {})
 
 
-def _observed_sql() -> str:
-    """The attribute's event time as ``survivor_values`` compares it: the record's observed_at
-    text, else its updated_at as Python's ``isoformat()`` writes it (UTC)."""
+def _updated_text_sql() -> str:
+    """A record's updated_at as Python's ``isoformat()`` writes it (UTC), which
+    ``survivor_values`` compares with observed_at texts."""
     utc = "s.updated_at AT TIME ZONE 'UTC'"
-    updated = (
+    return (
         f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
         f"date_part('microseconds', {utc})::int %% 1000000 = 0 THEN '' "
         f"ELSE to_char({utc}, '.US') END || '+00:00'"
     )
-    return f"coalesce(nullif(s.observed_at ->> kv.key, ''), {updated})"
 
 
 def _column_sql(column: str, max_length: int) -> str:
@@ -104,7 +103,6 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
     profile = connection.ops.quote_name(Profile._meta.db_table)
     record = connection.ops.quote_name(SourceRecord._meta.db_table)
     source = connection.ops.quote_name(DataSource._meta.db_table)
-    observed = _observed_sql()
     if default == MOST_RECENT:
         others = [n for n, strategy in overrides.items() if strategy != MOST_RECENT]
         recent = "NOT (kv.key = ANY(%s::text[]))"
@@ -116,16 +114,21 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
         for c in PROFILE_COLUMNS
     )
     sql = f"""
-        WITH targets AS (
-            SELECT DISTINCT s.profile_id FROM {record} s WHERE s.profile_id = ANY(%s::bigint[])
-        ), best AS (
-            SELECT DISTINCT ON (s.profile_id, kv.key) s.profile_id, kv.key, kv.value, s.id
+        WITH recs AS MATERIALIZED (
+            SELECT s.id, s.profile_id, s.attributes, s.observed_at, d.priority,
+                {_updated_text_sql()} AS updated_text
             FROM {record} s JOIN {source} d ON d.id = s.source_id
-            CROSS JOIN LATERAL jsonb_each(s.attributes) kv
             WHERE s.profile_id = ANY(%s::bigint[])
-                AND kv.value <> 'null'::jsonb AND kv.value <> '""'::jsonb
-            ORDER BY s.profile_id, kv.key, CASE WHEN {recent} THEN {observed} END DESC,
-                d.priority ASC, {observed} DESC, s.id DESC
+        ), targets AS (
+            SELECT DISTINCT profile_id FROM recs
+        ), best AS (
+            SELECT DISTINCT ON (r.profile_id, kv.key) r.profile_id, kv.key, kv.value, r.id
+            FROM recs r CROSS JOIN LATERAL jsonb_each(r.attributes) kv
+            CROSS JOIN LATERAL (SELECT coalesce(nullif(r.observed_at ->> kv.key, ''),
+                r.updated_text) AS observed) o
+            WHERE kv.value <> 'null'::jsonb AND kv.value <> '""'::jsonb
+            ORDER BY r.profile_id, kv.key, CASE WHEN {recent} THEN o.observed END DESC,
+                r.priority ASC, o.observed DESC, r.id DESC
         ), a AS (
             SELECT t.profile_id,
                 coalesce(jsonb_object_agg(b.key, b.value) FILTER (WHERE b.key IS NOT NULL),
@@ -146,7 +149,7 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
             cursor.execute("SET LOCAL work_mem = '256MB'")
         for start in range(0, len(profile_ids), chunk):
             part = profile_ids[start : start + chunk]
-            cursor.execute(sql, [part, part, others, now])
+            cursor.execute(sql, [part, others, now])
 
 
 def profile_attributes_refresh(*, profile_ids: list[int], chunk: int = 50_000) -> None:
