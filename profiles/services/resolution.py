@@ -750,7 +750,13 @@ def _run(run: ResolutionRun) -> dict:
     clock = time.perf_counter()
 
     splits = _splits(spec, table, index)
-    overshared = _overshared_identifiers(run.ruleset.identifier_cap)
+    overshared = list(
+        Identity.objects.filter(key__isnull=False)
+        .values("type", "key")
+        .annotate(n=Count("source_record_id", distinct=True))
+        .filter(n__gt=run.ruleset.identifier_cap)
+        .order_by("-n")[:20]
+    )
     timings["reporting"] = time.perf_counter() - clock
     clock = time.perf_counter()
     merged_away = sum(len(c) - 1 for c in decisions.merges)
@@ -807,30 +813,6 @@ def _run(run: ResolutionRun) -> dict:
         },
         "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
-
-
-def _overshared_identifiers(cap: int, limit: int = 20) -> list[dict]:
-    """The identifier values on most source records, above the cap: [{type, key, n}]."""
-    if connection.vendor != "postgresql":
-        return list(
-            Identity.objects.filter(key__isnull=False)
-            .values("type", "key")
-            .annotate(n=Count("source_record_id", distinct=True))
-            .filter(n__gt=cap)
-            .order_by("-n")[:limit]
-        )
-    # Distinct (type, key, record) triples first: hash aggregates, where COUNT(DISTINCT) sorts.
-    table = connection.ops.quote_name(Identity._meta.db_table)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
-        cursor.execute("SET LOCAL work_mem = '256MB'")
-        cursor.execute(
-            f"SELECT type, key, count(*) AS n FROM (SELECT DISTINCT type, key, source_record_id "
-            f"FROM {table} WHERE key IS NOT NULL) x GROUP BY type, key HAVING count(*) > %s "
-            "ORDER BY n DESC LIMIT %s",
-            [cap, limit],
-        )
-        return [{"type": t, "key": k, "n": n} for t, k, n in cursor.fetchall()]
 
 
 def _splits(spec: matching.Spec, table: matching.Table, index: dict[int, int]) -> list[str]:
