@@ -398,7 +398,7 @@ def _other_references_clear(cursor) -> list[int]:
         if model in handled or on_delete is models.DO_NOTHING:
             continue
         column = connection.ops.quote_name(fk.column)
-        if on_delete is models.SET_NULL and not model._meta.related_objects:
+        if on_delete is models.SET_NULL:
             cursor.execute(
                 f"UPDATE {_table(model)} t SET {column} = NULL FROM {MAP_TABLE} m "
                 f"WHERE t.{column} = m.loser_id"
