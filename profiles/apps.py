@@ -18,8 +18,9 @@ def _loyalty_merge_participant_register() -> None:
     Its ``on_merge`` runs before the absorbed profiles are deleted, its ``on_unmerge`` after
     they are restored.
     """
+    from profiles.models import LoyaltyMember
     from profiles.services import loyalty
-    from profiles.services.merging import merge_participant_register
+    from profiles.services.merging import merge_map_winners, merge_participant_register
 
     merge_participant_register(
         "loyalty",
@@ -29,6 +30,7 @@ def _loyalty_merge_participant_register() -> None:
         on_unmerge=lambda data, survivor_id, restored_ids: loyalty.loyalty_profile_unmerged(
             survivor_id=survivor_id, restored_ids=restored_ids
         ),
+        involved=lambda table: merge_map_winners(table, LoyaltyMember),
     )
 
 

@@ -14,10 +14,11 @@ do-not-merge pairs are honoured. A dry run reports what a ruleset would do witho
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
@@ -118,23 +119,27 @@ def profile_match_columns(*, chunk: int = 20000) -> tuple[list[int], dict[str, l
     """All profiles' match values as columns (ids, field -> values), for full runs.
 
     One streamed query: attributes are read as text in the database (no JSON decoding in
-    Python) and each identifier type's first key comes from a correlated subquery on the
-    (profile, type) index, so memory holds columns, never a dict per profile.
+    Python) and each identifier type's first key (lowest identity id) comes from one grouped
+    pass over identities on PostgreSQL (a correlated subquery on the (profile, type) index
+    elsewhere), so memory holds columns, never a dict per profile.
     """
-    annotations = {f"m_{name}": KT(f"attributes__{name}") for name in MATCH_ATTRIBUTES}
-    for id_type in MATCH_ID_TYPES:
-        annotations[f"m_{id_type}"] = Subquery(
-            Identity.objects.filter(profile_id=OuterRef("pk"), type=id_type, key__isnull=False)
-            .order_by("id")
-            .values("key")[:1]
-        )
     names = (*MATCH_ATTRIBUTES, *MATCH_ID_TYPES)
-    rows = (
-        Profile.objects.order_by("pk")
-        .annotate(**annotations)
-        .values_list("pk", *annotations)
-        .iterator(chunk_size=chunk)
-    )
+    if connection.vendor == "postgresql":
+        rows = _match_rows_pg(chunk)
+    else:
+        annotations = {f"m_{name}": KT(f"attributes__{name}") for name in MATCH_ATTRIBUTES}
+        for id_type in MATCH_ID_TYPES:
+            annotations[f"m_{id_type}"] = Subquery(
+                Identity.objects.filter(profile_id=OuterRef("pk"), type=id_type, key__isnull=False)
+                .order_by("id")
+                .values("key")[:1]
+            )
+        rows = (
+            Profile.objects.order_by("pk")
+            .annotate(**annotations)
+            .values_list("pk", *annotations)
+            .iterator(chunk_size=chunk)
+        )
     ids: list[int] = []
     columns: dict[str, list] = {name: [] for name in names}
     appenders = [columns[name].append for name in names]
@@ -143,6 +148,35 @@ def profile_match_columns(*, chunk: int = 20000) -> tuple[list[int], dict[str, l
         for append, value in zip(appenders, row[1:], strict=True):
             append(value)
     return ids, columns
+
+
+def _match_rows_pg(chunk: int):
+    """(id, *attribute texts, *first key per identifier type) of every profile, streamed."""
+    quote = connection.ops.quote_name
+    attributes = ", ".join(f"p.attributes ->> '{name}'" for name in MATCH_ATTRIBUTES)
+    keys = ", ".join(f"k.{quote(t)}" for t in MATCH_ID_TYPES)
+    firsts = ", ".join(
+        f"(array_agg(i.key ORDER BY i.id) FILTER (WHERE i.type = '{t}'))[1] AS {quote(t)}"
+        for t in MATCH_ID_TYPES
+    )
+    types = ", ".join(f"'{t}'" for t in MATCH_ID_TYPES)
+    sql = f"""
+        SELECT p.id, {attributes}, {keys}
+        FROM {quote(Profile._meta.db_table)} p LEFT JOIN (
+            SELECT i.profile_id, {firsts} FROM {quote(Identity._meta.db_table)} i
+            WHERE i.key IS NOT NULL AND i.type IN ({types}) AND i.profile_id IS NOT NULL
+            GROUP BY i.profile_id
+        ) k ON k.profile_id = p.id
+        ORDER BY p.id
+    """
+    with transaction.atomic():
+        with connection.cursor() as settings:
+            settings.execute("SET LOCAL jit = off")
+            settings.execute("SET LOCAL work_mem = '256MB'")
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(chunk):
+                yield from rows
 
 
 def _with_keys(rows: list[tuple[int, dict]]) -> list[dict]:
@@ -181,9 +215,16 @@ def do_not_merge_pairs(ids: list[int] | None = None) -> set[tuple[int, int]]:
 
 
 def suggestions_upsert(*, suggestions: list[dict], run: ResolutionRun | None = None) -> int:
-    """Create pending suggestions (left < right) unless do-not-merge; refresh existing ones."""
+    """Create pending suggestions (left < right) unless do-not-merge; refresh existing ones.
+
+    The first of several items for one pair counts; pairs whose profiles are gone are left out.
+    On PostgreSQL the items are copied into a temporary table and written by two set-based
+    statements (``_suggestions_upsert_pg``).
+    """
     if not suggestions:
         return 0
+    if connection.vendor == "postgresql":
+        return _suggestions_upsert_pg(suggestions, run)
     ids = {s["left"] for s in suggestions} | {s["right"] for s in suggestions}
     dnm = do_not_merge_pairs(list(ids))
     pending = {
@@ -217,6 +258,81 @@ def suggestions_upsert(*, suggestions: list[dict], run: ResolutionRun | None = N
         refreshed, ["score", "field_scores", "rule", "reasons"], batch_size=500
     )
     return len(created)
+
+
+SUGGESTION_TABLE = "cdp_suggestion_batch"
+
+
+@transaction.atomic
+def _suggestions_upsert_pg(suggestions: list[dict], run: ResolutionRun | None) -> int:
+    """``suggestions_upsert`` as COPY into a temp table, one UPDATE and one INSERT."""
+    table = connection.ops.quote_name(MergeSuggestion._meta.db_table)
+    dnm = connection.ops.quote_name(DoNotMerge._meta.db_table)
+    profile = connection.ops.quote_name(Profile._meta.db_table)
+    pending = MergeSuggestion.Status.PENDING
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(f"DROP TABLE IF EXISTS {SUGGESTION_TABLE}, cdp_suggestion_wanted")
+        cursor.execute(
+            f"CREATE TEMP TABLE {SUGGESTION_TABLE} (ord int, left_id bigint, "
+            "right_id bigint, score double precision, field_scores jsonb, rule text, "
+            "reasons jsonb) ON COMMIT DROP"
+        )
+        copy_sql = (
+            f"COPY {SUGGESTION_TABLE} (ord, left_id, right_id, score, field_scores, rule, "
+            "reasons) FROM STDIN"
+        )
+        dumps = json.dumps
+        with cursor.cursor.copy(copy_sql) as copy:
+            for k, item in enumerate(suggestions):
+                left, right = matching.pair_key(item["left"], item["right"])
+                copy.write_row(
+                    (
+                        k,
+                        left,
+                        right,
+                        item["score"],
+                        dumps(item["fields"]),
+                        item["rule"][:200],
+                        dumps(item.get("reasons", [])),
+                    )
+                )
+        # First item per pair, both profiles live, not a do-not-merge pair.
+        cursor.execute(
+            f"""
+            CREATE TEMP TABLE cdp_suggestion_wanted ON COMMIT DROP AS
+            SELECT DISTINCT ON (b.left_id, b.right_id) b.* FROM {SUGGESTION_TABLE} b
+            WHERE EXISTS (SELECT 1 FROM {profile} p WHERE p.id = b.left_id)
+                AND EXISTS (SELECT 1 FROM {profile} p WHERE p.id = b.right_id)
+                AND NOT EXISTS (SELECT 1 FROM {dnm} d
+                    WHERE d.left_id = b.left_id AND d.right_id = b.right_id)
+            ORDER BY b.left_id, b.right_id, b.ord
+            """
+        )
+        cursor.execute(
+            f"""
+            UPDATE {table} s SET score = w.score, field_scores = w.field_scores,
+                rule = w.rule, reasons = w.reasons
+            FROM cdp_suggestion_wanted w
+            WHERE s.status = %s AND s.left_id = w.left_id AND s.right_id = w.right_id
+            """,
+            [pending],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (left_id, right_id, score, field_scores, rule, reasons,
+                status, run_id, created_at)
+            SELECT w.left_id, w.right_id, w.score, w.field_scores, w.rule, w.reasons,
+                %s, %s, %s
+            FROM cdp_suggestion_wanted w
+            WHERE NOT EXISTS (SELECT 1 FROM {table} s
+                WHERE s.status = %s AND s.left_id = w.left_id AND s.right_id = w.right_id)
+            ORDER BY w.ord
+            """,
+            [pending, run.pk if run else None, timezone.now(), pending],
+        )
+        return cursor.rowcount
 
 
 def _score_profile_pairs(pairs: list[tuple[int, int]], spec: matching.Spec) -> list[dict]:

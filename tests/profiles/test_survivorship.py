@@ -1,8 +1,14 @@
-"""Survivorship: which source record supplies each attribute (pure function, no database)."""
+"""Survivorship: which source record supplies each attribute (pure function; and the SQL
+ranking PostgreSQL runs for it, checked against the pure function)."""
 
 from __future__ import annotations
 
-from profiles.services.survivorship import survivor_values
+from datetime import UTC, datetime
+
+import pytest
+
+from profiles.models import Profile, Ruleset, SourceRecord
+from profiles.services.survivorship import profile_attributes_refresh, survivor_values
 
 
 def record(record_id: int, priority: int, updated_at: str, observed_at=None, **attributes):
@@ -64,3 +70,72 @@ def test_full_tie_goes_to_the_higher_record_id():
 
 def test_no_records_no_attributes():
     assert survivor_values([]) == ({}, {})
+
+
+@pytest.mark.parametrize(
+    ("default", "overrides"),
+    [
+        ("source_priority", {}),
+        ("most_recent", {}),
+        ("source_priority", {"city": "most_recent"}),
+        ("most_recent", {"first_name": "source_priority"}),
+    ],
+)
+def test_refresh_writes_what_the_pure_rule_picks(make_source, default, overrides):
+    ruleset = Ruleset.objects.filter(is_active=True).first() or Ruleset.objects.create(
+        name="active", is_active=True
+    )
+    Ruleset.objects.filter(pk=ruleset.pk).update(
+        survivorship_default=default, survivorship_overrides=overrides
+    )
+    shop, crm = make_source(priority=10), make_source(priority=100)
+    profile = Profile.objects.create()
+    rows = [
+        # (source, updated_at, observed_at, attributes)
+        (crm, datetime(2024, 5, 1, 8, 0, 0, tzinfo=UTC), {}, {"first_name": "Helena"}),
+        (
+            shop,
+            datetime(2024, 2, 1, 8, 0, 0, 250000, tzinfo=UTC),
+            {"city": "2024-06-01T00:00:00+00:00"},
+            {"first_name": "Lena", "city": "Bonn", "postcode": 53111, "phone": ""},
+        ),
+        (
+            shop,
+            datetime(2024, 2, 1, 8, 0, 0, tzinfo=UTC),
+            {},
+            {"city": "Köln", "country": "DE", "email": None, "vip": True},
+        ),
+        (crm, datetime(2024, 7, 1, tzinfo=UTC), {}, {"city": "Berlin", "country": "de"}),
+    ]
+    for n, (source, updated_at, observed_at, attributes) in enumerate(rows):
+        record = SourceRecord.objects.create(
+            source=source,
+            external_key=f"k{n}",
+            profile=profile,
+            attributes=attributes,
+            observed_at=observed_at,
+        )
+        SourceRecord.objects.filter(pk=record.pk).update(updated_at=updated_at)
+    expected = survivor_values(
+        [
+            {
+                "id": r.pk,
+                "priority": r.source.priority,
+                "updated_at": r.updated_at.isoformat(),
+                "attributes": r.attributes,
+                "observed_at": r.observed_at,
+            }
+            for r in SourceRecord.objects.filter(profile=profile).select_related("source")
+        ],
+        default=default,
+        overrides=overrides,
+    )
+
+    profile_attributes_refresh(profile_ids=[profile.pk])
+
+    profile.refresh_from_db()
+    assert (profile.attributes, profile.attribute_sources) == expected
+    assert profile.city == expected[0]["city"]
+    assert profile.country == expected[0]["country"]
+    assert profile.first_name == expected[0]["first_name"]
+    assert profile.phone == ""
