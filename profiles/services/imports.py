@@ -28,6 +28,7 @@ from django.utils import timezone
 from cdp.audit import audit_record
 from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
+from consent.models import Suppression
 from consent.services.consent import consent_from_source_records
 from consent.services.suppression import suppression_check
 from profiles.constants import NumberLocale
@@ -53,7 +54,7 @@ from profiles.services.resolution import profiles_resolve
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 SNIFF_BYTES = 64 * 1024
 EXTRA_VALUES = "__extra_values__"
 DELIMITERS = (",", ";", "\t", "|")
@@ -451,12 +452,17 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
     )
     now = timezone.now()
     # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
-    suppressed = suppression_check(
-        identities_by_item={
-            number: [(i.type, i.key) for i in record.identities if i.key]
-            for number, _r, record, _e in mapped
-            if record is not None
-        }
+    # Checking hashes every identifier (salted): skipped while the list is empty.
+    suppressed = (
+        suppression_check(
+            identities_by_item={
+                number: [(i.type, i.key) for i in record.identities if i.key]
+                for number, _r, record, _e in mapped
+                if record is not None
+            }
+        )
+        if Suppression.objects.exists()
+        else set()
     )
     records = [
         record
