@@ -21,7 +21,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cdp.audit import audit_record
-from cdp.bulk import bulk_copy_rows
 from consent.models import (
     RESTRICTIVE_STATUSES,
     Channel,
@@ -294,6 +293,7 @@ def consent_from_source_records(
     opt_out_kept (opt-ins without a newer explicit time that met an earlier opt-out).
     """
     from profiles.models import SourceRecord
+    from profiles.services.records import rows_append
 
     counts = {"recorded": 0, "unchanged": 0, "opt_out_kept": 0}
     if not source_record_ids:
@@ -378,7 +378,7 @@ def consent_from_source_records(
             if existing is None or (captured, 1) >= (existing.captured_at, 0):
                 states[profile_id][(purpose_id, channel_id)] = state
     # Plain rows (COPY on PostgreSQL): an import batch writes thousands of decisions.
-    bulk_copy_rows(ConsentRecord, _IMPORT_FIELDS, new)
+    rows_append(ConsentRecord, _IMPORT_FIELDS, new)
     counts["recorded"] = len(new)
     return counts
 

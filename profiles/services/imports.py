@@ -26,7 +26,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from cdp.audit import audit_record
-from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
 from consent.models import Suppression
 from consent.services.consent import consent_from_source_records
@@ -49,7 +48,7 @@ from profiles.services.mapping import (
     preset_constant_specs,
     stable_hash,
 )
-from profiles.services.records import source_records_upsert
+from profiles.services.records import rows_append, source_records_upsert
 from profiles.services.resolution import profiles_resolve
 
 logger = logging.getLogger(__name__)
@@ -515,7 +514,8 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
 def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], received_at) -> None:
     """Store rows verbatim: (row number, row, status, error, source record id) each.
 
-    COPY on PostgreSQL, one multi-row INSERT per chunk elsewhere; never a query per row.
+    COPY on PostgreSQL, one prepared INSERT run per row (executemany) on SQLite; never a query
+    per row.
     """
     if not rows:
         return
@@ -543,7 +543,7 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
                         )
                     )
         return
-    bulk_insert_rows(
+    rows_append(
         RawRecord,
         [
             "source",

@@ -441,7 +441,7 @@ _MEMO_TYPES = frozenset(
         AttributeType.COUNTRY,
     }
 )
-_MEMO_LIMIT = 200_000  # distinct (column, value) results kept before the memo starts afresh
+_MEMO_LIMIT = 50_000  # distinct (column, value) results kept before the memo starts afresh
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from django.db import connection, models
@@ -106,7 +107,7 @@ def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) ->
                     now,
                 )
             )
-    bulk_copy_rows(
+    rows_append(
         Identity,
         ["type", "raw_value", "key", "flag", "source_record", "profile", "created_at"],
         identities,
@@ -196,3 +197,58 @@ def profile_links_set(*, profile_of_record: dict[int, int | None]) -> None:
     pairs = list(profile_of_record.items())
     for model in (Identity, Event):
         _column_by_pairs(model, "profile_id", "source_record_id", pairs)
+
+
+_AS_IS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.BooleanField,
+    models.ForeignKey,
+)
+
+
+def _sqlite_preparer(field: models.Field):
+    """A function preparing a value of this field for SQLite, as the ORM would."""
+    if isinstance(field, models.JSONField):
+        return lambda value, encoder=field.encoder: json.dumps(value, cls=encoder)
+    if isinstance(field, _AS_IS):
+        return None
+    if isinstance(field, models.DateTimeField):
+        cache: dict = {}  # a batch carries the same ``now`` in every row
+
+        def prepare(value):
+            if value not in cache:
+                cache[value] = field.get_db_prep_save(value, connection)
+            return cache[value]
+
+        return prepare
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def rows_append(model: type[models.Model], fields: list[str], rows: list[tuple]) -> int:
+    """Append plain value tuples (in ``fields`` order), for rows whose ids are not needed.
+
+    PostgreSQL: ``COPY`` (``bulk_copy_rows``). SQLite: one prepared single-row ``INSERT`` run
+    for every row (``executemany``, the loop in C) rather than a multi-row statement per chunk,
+    which SQLite parses anew for each chunk. Returns the number of rows written.
+    """
+    if not rows:
+        return 0
+    if connection.vendor != "sqlite":
+        return bulk_copy_rows(model, fields, rows)
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    preparers = [_sqlite_preparer(f) for f in concrete]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in concrete)
+    marks = ", ".join(["%s"] * len(concrete))
+    prepared = (
+        [v if prep is None else prep(v) for prep, v in zip(preparers, row, strict=True)]
+        for row in rows
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})", prepared
+        )
+    return len(rows)
