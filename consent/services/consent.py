@@ -268,6 +268,22 @@ def decisions_from_attributes(attributes: dict) -> list[_Decision]:
     return decisions
 
 
+_IMPORT_FIELDS = (
+    "profile",
+    "purpose",
+    "channel",
+    "status",
+    "lawful_basis",
+    "source",
+    "captured_at",
+    "evidence",
+    "conflict",
+    "source_record",
+    "origin_profile_id",
+    "created_at",
+)
+
+
 def consent_from_source_records(
     *, source_record_ids: list[int], import_run_id: int | None = None
 ) -> dict[str, int]:
@@ -277,6 +293,7 @@ def consent_from_source_records(
     opt_out_kept (opt-ins without a newer explicit time that met an earlier opt-out).
     """
     from profiles.models import SourceRecord
+    from profiles.services.records import rows_append
 
     counts = {"recorded": 0, "unchanged": 0, "opt_out_kept": 0}
     if not source_record_ids:
@@ -305,7 +322,7 @@ def consent_from_source_records(
         ).values_list("source_record_id", "purpose_id", "status", "captured_at")
     )
     now = timezone.now()
-    new: list[ConsentRecord] = []
+    new: list[tuple] = []  # rows in _IMPORT_FIELDS order
     for sr_id, profile_id, source_id, decisions in sorted(planned):
         for decision in decisions:
             purpose_id = purposes.get(decision.purpose)
@@ -332,32 +349,36 @@ def consent_from_source_records(
             ):
                 counts["unchanged"] += 1
                 continue
-            record = ConsentRecord(
-                profile_id=profile_id,
-                purpose_id=purpose_id,
-                channel_id=channel_id,
-                status=decision.status,
-                lawful_basis=LawfulBasis.CONSENT,
-                source=ConsentSource.IMPORT,
-                captured_at=captured,
-                evidence={
-                    "import_run": import_run_id,
-                    "data_source": source_id,
-                    "field": decision.field,
-                    "value": decision.value,
-                    "explicit_time": decision.explicit_at is not None,
-                },
-                source_record_id=sr_id,
-                origin_profile_id=profile_id,
-                created_at=now,
+            evidence = {
+                "import_run": import_run_id,
+                "data_source": source_id,
+                "field": decision.field,
+                "value": decision.value,
+                "explicit_time": decision.explicit_at is not None,
+            }
+            new.append(
+                (
+                    profile_id,
+                    purpose_id,
+                    channel_id,
+                    decision.status,
+                    LawfulBasis.CONSENT,
+                    ConsentSource.IMPORT,
+                    captured,
+                    evidence,
+                    False,
+                    sr_id,
+                    profile_id,
+                    now,
+                )
             )
-            new.append(record)
             seen.add((sr_id, purpose_id, decision.status, captured))
             state = _State(decision.status, captured, None)
             existing = states[profile_id].get((purpose_id, channel_id))
             if existing is None or (captured, 1) >= (existing.captured_at, 0):
                 states[profile_id][(purpose_id, channel_id)] = state
-    ConsentRecord.objects.bulk_create(new, batch_size=1000)
+    # Plain rows (COPY on PostgreSQL): an import batch writes thousands of decisions.
+    rows_append(ConsentRecord, _IMPORT_FIELDS, new)
     counts["recorded"] = len(new)
     return counts
 

@@ -26,8 +26,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from cdp.audit import audit_record
-from cdp.bulk import bulk_insert_rows
 from cdp.jobs import job_enqueue
+from consent.models import Suppression
 from consent.services.consent import consent_from_source_records
 from consent.services.suppression import suppression_check
 from profiles.constants import NumberLocale
@@ -36,11 +36,11 @@ from profiles.services.mapping import (
     FieldSpec,
     MappedRecord,
     RowError,
+    RowMapper,
     date_columns,
     date_evidence,
     date_order_from_evidence,
     default_specs,
-    map_row,
     mapping_conflicts,
     number_columns,
     number_evidence,
@@ -48,12 +48,12 @@ from profiles.services.mapping import (
     preset_constant_specs,
     stable_hash,
 )
-from profiles.services.records import source_records_upsert
+from profiles.services.records import rows_append, source_records_upsert
 from profiles.services.resolution import profiles_resolve
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 SNIFF_BYTES = 64 * 1024
 EXTRA_VALUES = "__extra_values__"
 DELIMITERS = (",", ";", "\t", "|")
@@ -379,6 +379,7 @@ class _Batch:
     specs: list[FieldSpec]
     date_orders: dict[str, str]
     reasons: Counter = field(default_factory=Counter)
+    mapper: RowMapper | None = None
 
 
 def _import_file(run: ImportRun) -> None:
@@ -399,6 +400,7 @@ def _import_file(run: ImportRun) -> None:
     )
     specs = specs_for_source(source, fmt.headers, number_locales=fmt.number_locales)
     state = _Batch(run, source, specs, fmt.date_orders)
+    state.mapper = RowMapper(specs, region=source.default_region, date_orders=fmt.date_orders)
     batch: list[tuple[int, dict]] = []
     for _headers, number, row in read_rows(path, fmt):
         batch.append((number, row))
@@ -415,8 +417,13 @@ def rows_map(
     *,
     region: str = "",
     date_orders: dict[str, str] | None = None,
+    mapper: RowMapper | None = None,
 ) -> list[tuple[int, dict, MappedRecord | None, RowError | None]]:
-    """Map each (row number, row): (number, row, record, None) or (number, row, None, error)."""
+    """Map each (row number, row): (number, row, record, None) or (number, row, None, error).
+
+    ``mapper`` (the specs compiled once, see RowMapper) is reused across an import's batches.
+    """
+    mapper = mapper or RowMapper(specs, region=region, date_orders=date_orders)
     result = []
     for number, row in batch:
         try:
@@ -426,7 +433,7 @@ def rows_map(
                     f"the row has {extra} more value(s) than the header has columns",
                     "extra_values",
                 )
-            record = map_row(row, specs, region=region, date_orders=date_orders)
+            record = mapper.map(row)
             result.append((number, row, record, None))
         except RowError as exc:
             result.append((number, row, None, exc))
@@ -436,16 +443,25 @@ def rows_map(
 def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
     run, source = state.run, state.source
     mapped = rows_map(
-        batch, state.specs, region=source.default_region, date_orders=state.date_orders
+        batch,
+        state.specs,
+        region=source.default_region,
+        date_orders=state.date_orders,
+        mapper=state.mapper,
     )
     now = timezone.now()
     # Erased persons (suppression list): accepted, dropped, counted; the row keeps no payload.
-    suppressed = suppression_check(
-        identities_by_item={
-            number: [(i.type, i.key) for i in record.identities if i.key]
-            for number, _r, record, _e in mapped
-            if record is not None
-        }
+    # Checking hashes every identifier (salted): skipped while the list is empty.
+    suppressed = (
+        suppression_check(
+            identities_by_item={
+                number: [(i.type, i.key) for i in record.identities if i.key]
+                for number, _r, record, _e in mapped
+                if record is not None
+            }
+        )
+        if Suppression.objects.exists()
+        else set()
     )
     records = [
         record
@@ -498,7 +514,8 @@ def _import_batch(state: _Batch, batch: list[tuple[int, dict]]) -> None:
 def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], received_at) -> None:
     """Store rows verbatim: (row number, row, status, error, source record id) each.
 
-    COPY on PostgreSQL, one multi-row INSERT per chunk elsewhere; never a query per row.
+    COPY on PostgreSQL, one prepared INSERT run per row (executemany) on SQLite; never a query
+    per row.
     """
     if not rows:
         return
@@ -526,7 +543,7 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
                         )
                     )
         return
-    bulk_insert_rows(
+    rows_append(
         RawRecord,
         [
             "source",

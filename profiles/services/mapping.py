@@ -424,89 +424,190 @@ def map_row(
 ) -> MappedRecord:
     """Map one row to a MappedRecord, or raise RowError naming the column and reason.
 
-    ``date_orders`` is the day/month order inferred per column from the whole file.
+    ``date_orders`` is the day/month order inferred per column from the whole file. To map many
+    rows with one mapping, use a ``RowMapper`` (the same result, with the mapping compiled once).
     """
-    attributes: dict[str, object] = {}
-    traits: dict[str, object] = {}
-    identity_values: list[tuple[str, str, str]] = []  # (type, raw, column)
-    key_values: list[tuple[str, str, str]] = []  # (identifier type or "", raw, column)
-    key_columns = sum(1 for spec in specs if spec.is_key)
-    date_orders = date_orders or {}
+    return RowMapper(specs, region=region, date_orders=date_orders).map(row)
 
-    for spec in specs:
-        constant = spec.constant
-        text = clean_text(constant if constant is not None else row.get(spec.column))
-        if not text:
-            continue
+
+# Attribute types whose conversion is a pure function of the text and worth remembering per
+# distinct value (countries, dates, yes/no and amounts repeat across a file's rows).
+_MEMO_TYPES = frozenset(
+    {
+        AttributeType.DATE,
+        AttributeType.NUMBER,
+        AttributeType.INTEGER,
+        AttributeType.BOOLEAN,
+        AttributeType.COUNTRY,
+    }
+)
+_MEMO_LIMIT = 50_000  # distinct (column, value) results kept before the memo starts afresh
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One spec compiled for mapping rows (see RowMapper)."""
+
+    column: str
+    constant: str | None  # the cleaned constant of a constant mapping
+    transform: str
+    trait: str  # the trait name for a custom trait, else ""
+    attr: object  # the canonical Attribute, or None (trait, or unknown target)
+    target: str
+    identifier: str
+    is_key: bool
+    number_locale: str
+    date_format: str
+    date_order: str
+    memo: bool
+
+
+class RowMapper:
+    """Maps rows with one mapping: ``map_row`` with the specs compiled once.
+
+    Conversions that depend only on the text (dates, numbers, yes/no, countries, transforms)
+    are remembered per column and distinct value, errors included, so a file's repeated
+    values are converted once. Identities go through ``identifier_key`` (cdp/normalize.py),
+    the one normalisation.
+    """
+
+    def __init__(
+        self,
+        specs: list[FieldSpec],
+        *,
+        region: str = "",
+        date_orders: dict[str, str] | None = None,
+    ) -> None:
+        date_orders = date_orders or {}
+        self.region = region
+        self.key_columns = sum(1 for spec in specs if spec.is_key)
+        self.steps: list[_Step] = []
+        for spec in specs:
+            constant = spec.constant
+            trait = spec.target[len(TRAIT_PREFIX) :] if spec.target.startswith(TRAIT_PREFIX) else ""
+            attr = None if trait else CANONICAL_ATTRIBUTES.get(spec.target)
+            memo = spec.transform in (Transform.BOOLEAN, Transform.BOOLEAN_INVERTED) or (
+                attr is not None and attr.type in _MEMO_TYPES
+            )
+            self.steps.append(
+                _Step(
+                    column=spec.column,
+                    constant=clean_text(constant) if constant is not None else None,
+                    transform=spec.transform,
+                    trait=trait,
+                    attr=attr,
+                    target=spec.target,
+                    identifier=spec.identifier or (attr.identifier if attr else ""),
+                    is_key=spec.is_key,
+                    number_locale=spec.number_locale,
+                    date_format=spec.date_format,
+                    date_order=date_orders.get(spec.column, ""),
+                    memo=memo,
+                )
+            )
+        # Columns mapped to the canonical e-mail or phone attribute: target names per column.
+        self.contact_targets: dict[str, list[str]] = {}
+        for spec in specs:
+            if spec.target in ("email", "phone"):
+                self.contact_targets.setdefault(spec.column, []).append(spec.target)
+        self.memo: dict[tuple[int, str], tuple[bool, object, str]] = {}
+
+    def _value(self, step: _Step, text: str) -> object:
+        """The converted value of one non-empty cell; RowError when it is not one."""
         attr_type = AttributeType.STRING
         try:
-            value = apply_transform(text, spec.transform)
-            if spec.target.startswith(TRAIT_PREFIX):
-                name = spec.target[len(TRAIT_PREFIX) :]
-                identifier = spec.identifier
-                if value is not None:
-                    traits[name] = value
-            else:
-                attr = CANONICAL_ATTRIBUTES.get(spec.target)
-                if attr is None:
-                    raise RowError(
-                        f"{spec.column}: unknown attribute {spec.target!r}", "unknown_attribute"
-                    )
-                attr_type = attr.type
-                identifier = spec.identifier or attr.identifier
-                if attr.type in (AttributeType.EMAIL, AttributeType.PHONE):
-                    value = str(value)  # normalised below, with the identity
-                else:
-                    value = convert_value(
-                        attr.type,
-                        value,
-                        number_locale=spec.number_locale,
-                        date_format=spec.date_format,
-                        date_order=date_orders.get(spec.column, ""),
-                    )
-                if value is not None:
-                    attributes[attr.name] = value
+            value = apply_transform(text, step.transform)
+            if step.trait:
+                return value
+            attr = step.attr
+            if attr is None:
+                raise RowError(
+                    f"{step.column}: unknown attribute {step.target!r}", "unknown_attribute"
+                )
+            attr_type = attr.type
+            if attr_type in (AttributeType.EMAIL, AttributeType.PHONE):
+                return str(value)  # normalised below, with the identity
+            return convert_value(
+                attr_type,
+                value,
+                number_locale=step.number_locale,
+                date_format=step.date_format,
+                date_order=step.date_order,
+            )
         except InvalidValue as exc:
-            raise RowError(f"{spec.column}: {exc}", _reason(attr_type, str(exc))) from None
-        if identifier and value is not None:
-            identity_values.append((identifier, str(value), spec.column))
-        if spec.is_key and value is not None:
-            key_values.append((identifier, str(value), spec.column))
+            raise RowError(f"{step.column}: {exc}", _reason(attr_type, str(exc))) from None
 
-    region = str(attributes.get("country") or region or settings.CDP_DEFAULT_PHONE_REGION)
-    identities: list[MappedIdentity] = []
-    keys: dict[tuple[str, str], IdentifierKey] = {}
-    for id_type, raw, column in identity_values:
-        try:
-            result = identifier_key(id_type, raw, region=region)
-        except InvalidValue as exc:
-            raise RowError(f"{column}: {exc}", "invalid_email") from None
-        keys[(id_type, raw)] = result
-        identities.append(MappedIdentity(id_type, raw, result.key, result.flag))
-        for spec in specs:
-            if spec.column != column or spec.target not in ("email", "phone"):
+    def _memo_value(self, index: int, step: _Step, text: str) -> object:
+        memo = self.memo
+        found = memo.get((index, text))
+        if found is None:
+            try:
+                found = (True, self._value(step, text), "")
+            except RowError as exc:
+                found = (False, str(exc), exc.reason)
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[(index, text)] = found
+        ok, value, reason = found
+        if not ok:
+            raise RowError(value, reason)
+        return value
+
+    def map(self, row: dict[str, object]) -> MappedRecord:
+        """Map one row to a MappedRecord, or raise RowError naming the column and reason."""
+        attributes: dict[str, object] = {}
+        traits: dict[str, object] = {}
+        identity_values: list[tuple[str, str, str]] = []  # (type, raw, column)
+        key_values: list[tuple[str, str, str]] = []  # (identifier type or "", raw, column)
+
+        for index, step in enumerate(self.steps):
+            text = step.constant if step.constant is not None else clean_text(row.get(step.column))
+            if not text:
                 continue
-            if result.key:
-                # Canonical e-mail and phone attributes hold the normalised value.
-                attributes[spec.target] = result.key
-            elif spec.target == "phone" and result.flag.startswith("scientific"):
-                # 2.02555E+09 lost its last digits in a spreadsheet: never a phone number.
-                attributes.pop("phone", None)
+            memo = step.memo
+            value = self._memo_value(index, step, text) if memo else self._value(step, text)
+            if value is not None:
+                if step.trait:
+                    traits[step.trait] = value
+                else:
+                    attributes[step.attr.name] = value
+                if step.identifier:
+                    identity_values.append((step.identifier, str(value), step.column))
+                if step.is_key:
+                    key_values.append((step.identifier, str(value), step.column))
 
-    # Key columns, in mapping order; several form one key, and only when all have a value.
-    parts = [(keys[(t, raw)].key or "") if t else raw for t, raw, _column in key_values]
-    external_key = ""
-    if parts and len(parts) == key_columns and all(parts):
-        external_key = parts[0] if len(parts) == 1 else "|".join(_key_part(p) for p in parts)
-    if not external_key:
-        for id_type in KEY_FALLBACK_ORDER:
-            found = next((i.key for i in identities if i.type == id_type and i.key), None)
-            if found:
-                external_key = f"{id_type}:{found}"
-                break
-    if not external_key:
-        external_key = "row:" + stable_hash(row)
-    return MappedRecord(external_key, attributes, traits, identities)
+        region = str(attributes.get("country") or self.region or settings.CDP_DEFAULT_PHONE_REGION)
+        identities: list[MappedIdentity] = []
+        keys: dict[tuple[str, str], IdentifierKey] = {}
+        for id_type, raw, column in identity_values:
+            try:
+                result = identifier_key(id_type, raw, region=region)
+            except InvalidValue as exc:
+                raise RowError(f"{column}: {exc}", "invalid_email") from None
+            keys[(id_type, raw)] = result
+            identities.append(MappedIdentity(id_type, raw, result.key, result.flag))
+            for target in self.contact_targets.get(column, ()):
+                if result.key:
+                    # Canonical e-mail and phone attributes hold the normalised value.
+                    attributes[target] = result.key
+                elif target == "phone" and result.flag.startswith("scientific"):
+                    # 2.02555E+09 lost its last digits in a spreadsheet: never a phone number.
+                    attributes.pop("phone", None)
+
+        # Key columns, in mapping order; several form one key, and only when all have a value.
+        parts = [(keys[(t, raw)].key or "") if t else raw for t, raw, _column in key_values]
+        external_key = ""
+        if parts and len(parts) == self.key_columns and all(parts):
+            external_key = parts[0] if len(parts) == 1 else "|".join(_key_part(p) for p in parts)
+        if not external_key:
+            for id_type in KEY_FALLBACK_ORDER:
+                found = next((i.key for i in identities if i.type == id_type and i.key), None)
+                if found:
+                    external_key = f"{id_type}:{found}"
+                    break
+        if not external_key:
+            external_key = "row:" + stable_hash(row)
+        return MappedRecord(external_key, attributes, traits, identities)
 
 
 def _key_part(value: str) -> str:

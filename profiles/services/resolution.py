@@ -24,7 +24,6 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from cdp.audit import audit_record
-from cdp.bulk import bulk_update_rows
 from cdp.jobs import job_enqueue
 from cdp.normalize import IdentifierTypes, is_role_mailbox
 from profiles import matching
@@ -40,8 +39,12 @@ from profiles.models import (
     SourceRecord,
 )
 from profiles.services.merging import profiles_merge, profiles_merge_many
-from profiles.services.records import profile_links_sync
-from profiles.services.survivorship import profile_attributes_refresh
+from profiles.services.records import (
+    profile_ids_set,
+    profile_links_set,
+    rows_insert_returning_ids,
+)
+from profiles.services.survivorship import PROFILE_COLUMNS, profile_attributes_refresh
 
 __all__ = ["profiles_merge", "profiles_resolve", "profile_resolve_id", "resolution_run_create"]
 
@@ -366,12 +369,28 @@ def _score_profile_pairs(pairs: list[tuple[int, int]], spec: matching.Spec) -> l
 # ------------------------------------------------------------------ exact resolution
 
 
-class _Components:
-    """Union-find over changed records that keeps each component's strong values."""
+class _Lazy(dict):
+    """A dict whose missing values are computed on first use (and then kept)."""
 
-    def __init__(self, strong: dict[int, dict[str, str]]) -> None:
-        self.parent = {r: r for r in strong}
-        self.members = {r: [r] for r in strong}
+    def __init__(self, compute) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key):
+        value = self[key] = self.compute(key)
+        return value
+
+
+class _Components:
+    """Union-find over changed records that keeps each component's strong values.
+
+    ``strong`` maps a record id to its strong values; it may compute them on first use (only
+    records that meet another record by a shared key are ever compared).
+    """
+
+    def __init__(self, ids, strong) -> None:
+        self.parent = {r: r for r in ids}
+        self.members = {r: [r] for r in ids}
         self.strong = strong
         self.vetoed: list[tuple[int, int]] = []
 
@@ -425,12 +444,38 @@ def linkable_keys(*, keys: set[tuple[str, str]], cap: int) -> tuple[set, list[tu
     return allowed, overshared
 
 
+def single_record_values(record_id: int, attributes: dict) -> tuple[dict, dict]:
+    """A one-record profile's attributes and their sources: the record's non-empty values,
+    each from that record (what survivorship gives for one record under every strategy)."""
+    values = {
+        name: value
+        for name, value in sorted(attributes.items())
+        if value is not None and value != ""
+    }
+    return values, dict.fromkeys(values, record_id)
+
+
+def _profile_columns(attributes: dict) -> list[str]:
+    """The indexed Profile columns of these attributes (as survivorship writes them)."""
+    return [
+        str(attributes.get(column, ""))[:length]
+        for column, length in zip(PROFILE_COLUMNS, _PROFILE_COLUMN_LENGTHS, strict=True)
+    ]
+
+
+_PROFILE_COLUMN_LENGTHS = [Profile._meta.get_field(column).max_length for column in PROFILE_COLUMNS]
+
+
 @transaction.atomic
 def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     """Give each of these source records its profile by exact, guarded identity links.
 
     Returns counts: profiles created, records assigned, profiles merged (always 0 here: a record
     bridging two profiles joins the better one and the pair becomes a suggestion).
+
+    A record without a profile that shares no linkable key with another record or an existing
+    profile (most records of a first import) gets a new profile of its own, whose attributes
+    are written with it: the record's values, each sourced from it, so no survivorship pass.
     """
     ids = list(dict.fromkeys(source_record_ids))
     if not ids:
@@ -458,10 +503,9 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
             all_keys.add((id_type, key))
     links, _overshared = linkable_keys(keys=all_keys, cap=cap)
 
-    match_records = {
-        sr_id: _match_record(sr_id, attributes[sr_id], record_keys[sr_id]) for sr_id in current
-    }
-    components = _Components({sr_id: _strong(r) for sr_id, r in match_records.items()})
+    # Match records and strong values are built only for the records that need them.
+    match_records = _Lazy(lambda r: _match_record(r, attributes[r], record_keys[r]))
+    components = _Components(current, _Lazy(lambda r: _strong(match_records[r])))
     by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
     for sr_id in current:
         for name in record_keys[sr_id]:
@@ -500,16 +544,23 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     dnm = do_not_merge_pairs(sorted(candidate_ids)) if candidate_ids else set()
 
     now = timezone.now()
-    new_profiles: list[tuple[Profile, list[int]]] = []
+    # New profiles in creation order: (records, attributes and sources when it has one record).
+    new_profiles: list[tuple[list[int], tuple[dict, dict] | None]] = []
     assignment: dict[int, int] = {}
     bridges: list[tuple[int, int]] = []
     for records in groups.values():
-        assigned = sorted({current[r] for r in records if current[r]})
-        candidates = set(assigned)
+        candidates: set[int] = set()
         for r in records:
+            if current[r]:
+                candidates.add(current[r])
             for name in record_keys[r]:
                 if ":" in name:
                     candidates |= key_owners.get(tuple(name.split(":", 1)), set())
+        if not candidates and len(records) == 1:
+            # One new record meeting no one: a profile of its own, made from it.
+            new_profiles.append((records, single_record_values(records[0], attributes[records[0]])))
+            continue
+        assigned = sorted({current[r] for r in records if current[r]})
         strong = [components.strong[r] for r in records]
         eligible = sorted(
             p
@@ -535,28 +586,33 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
             if target is not None and matching.pair_key(target, other) not in dnm:
                 bridges.append(matching.pair_key(target, other))
         if target is None:
-            profile = Profile(created_at=now, updated_at=now)
-            new_profiles.append((profile, unassigned))
+            new_profiles.append((unassigned, None))
             continue
         for r in unassigned:
             assignment[r] = target
-    Profile.objects.bulk_create([p for p, _ in new_profiles], batch_size=1000)
-    for profile, records in new_profiles:
+    made = _profiles_insert([values or ({}, {}) for _records, values in new_profiles], now=now)
+    complete: set[int] = set()
+    for pk, (records, values) in zip(made, new_profiles, strict=True):
         for sr_id in records:
-            assignment[sr_id] = profile.pk
-    changed = [SourceRecord(pk=sr_id, profile_id=p) for sr_id, p in assignment.items()]
-    bulk_update_rows(SourceRecord, changed, ["profile"])
-    profile_links_sync(source_record_ids=ids)
+            assignment[sr_id] = pk
+        if values is not None:
+            complete.add(pk)
+    profile_ids_set(SourceRecord, list(assignment.items()))
+    profile_links_set(
+        profile_of_record={sr_id: assignment.get(sr_id) or current[sr_id] for sr_id in ids}
+    )
     touched = {assignment.get(sr_id) or current[sr_id] for sr_id in ids}
-    profile_attributes_refresh(profile_ids=[p for p in touched if p])
+    profile_attributes_refresh(profile_ids=[p for p in touched if p and p not in complete])
     # Conflicting candidates that got no profile of their own yet: pair them with the new one.
-    for profile, records in new_profiles:
+    for pk, (records, values) in zip(made, new_profiles, strict=True):
+        if values is not None:
+            continue  # it met no existing profile
         for r in records:
             for name in record_keys[r]:
                 if ":" in name:
                     for other in key_owners.get(tuple(name.split(":", 1)), set()):
-                        if matching.pair_key(profile.pk, other) not in dnm:
-                            bridges.append(matching.pair_key(other, profile.pk))
+                        if matching.pair_key(pk, other) not in dnm:
+                            bridges.append(matching.pair_key(other, pk))
     # Records kept apart by a guard inside this batch: their profiles are a pair to review.
     for a, b in components.vetoed:
         pa, pb = assignment.get(a) or current[a], assignment.get(b) or current[b]
@@ -571,6 +627,16 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
             item["rule"] = item["rule"] or "shared identifier"
         suggestions_upsert(suggestions=scored)
     return {"created": len(new_profiles), "assigned": len(assignment), "merged": len(merged)}
+
+
+def _profiles_insert(values: list[tuple[dict, dict]], *, now) -> list[int]:
+    """Insert one profile per (attributes, sources), in order; returns their ids in order."""
+    rows = [(*_profile_columns(attrs), attrs, sources, now, now) for attrs, sources in values]
+    return rows_insert_returning_ids(
+        Profile,
+        [*PROFILE_COLUMNS, "attributes", "attribute_sources", "created_at", "updated_at"],
+        rows,
+    )
 
 
 def _anonymous_bridges_merge(bridges: list[tuple[int, int]]) -> set[int]:
