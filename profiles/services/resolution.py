@@ -477,7 +477,8 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     profile (most records of a first import) gets a new profile of its own, whose attributes
     are written with it: the record's values, each sourced from it, so no survivorship pass.
     """
-    ids = list(dict.fromkeys(source_record_ids))
+    # In record order, so new profiles get their ids in the order the rows came (deterministic).
+    ids = sorted(set(source_record_ids))
     if not ids:
         return {"created": 0, "assigned": 0, "merged": 0}
     ruleset = ruleset_active()
@@ -486,8 +487,10 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     current: dict[int, int | None] = {}
     attributes: dict[int, dict] = {}
     for start in range(0, len(ids), 5000):
-        rows = SourceRecord.objects.filter(pk__in=ids[start : start + 5000]).values_list(
-            "id", "profile_id", "attributes"
+        rows = (
+            SourceRecord.objects.filter(pk__in=ids[start : start + 5000])
+            .order_by("pk")
+            .values_list("id", "profile_id", "attributes")
         )
         for sr_id, profile_id, attrs in rows:
             current[sr_id], attributes[sr_id] = profile_id, attrs or {}
