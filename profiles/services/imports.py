@@ -101,6 +101,35 @@ def _bom_encoding(head: bytes) -> str:
     return ""
 
 
+# Files people upload by mistake instead of a CSV, by their first bytes.
+_NOT_TEXT = (
+    (b"PK\x03\x04", "an Excel workbook (.xlsx) or a ZIP archive: save it as CSV first"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save it as CSV first"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "gzip-compressed: unpack it first"),
+)
+
+
+def _not_text(head: bytes) -> str:
+    """Why these first bytes are not a text file (empty when they may be one)."""
+    for magic, what in _NOT_TEXT:
+        if head.startswith(magic):
+            return what
+    if b"\x00" in head and not _bom_encoding(head).startswith("utf-16"):
+        return "binary data (NUL bytes), not text"
+    return ""
+
+
+def _mostly_control(sample: str) -> bool:
+    """More than 10% control characters (other than tab and line breaks), and more than a
+    handful: not a text file. A few stray ones in a real export are left to the row checks."""
+    controls = sum(1 for ch in sample if ch < " " and ch not in "\t\r\n")
+    return controls > max(16, len(sample) // 10)
+
+
 def sniff_delimiter(sample: str) -> str:
     """The delimiter under which the sample's records have the most consistent field counts.
 
@@ -144,6 +173,8 @@ def scan_file(
         head = handle.read(SNIFF_BYTES)
     if not head.strip():
         raise ImportError_("The file is empty.")
+    if what := _not_text(head):
+        raise ImportError_(f"This is not a CSV or text file: it looks like {what}.")
     if encoding:
         try:
             codecs.lookup(encoding)
@@ -168,6 +199,11 @@ def scan_file(
 def _scan(path, encoding, delimiter, specs_for) -> FileFormat:
     with open(path, encoding=encoding, errors="strict", newline="") as text:
         sample = text.read(SNIFF_BYTES)
+        if _mostly_control(sample):
+            raise ImportError_(
+                f"This is not a CSV or text file as {encoding}: it is full of control "
+                "characters. Choose the encoding it was saved in, or upload a CSV."
+            )
         delimiter = delimiter or sniff_delimiter(sample)
         text.seek(0)
         reader = csv.reader(text, delimiter=delimiter)

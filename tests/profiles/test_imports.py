@@ -206,6 +206,44 @@ def test_row_with_more_values_than_headers_is_rejected(make_source, import_csv):
     assert list(Profile.objects.values_list("email", flat=True)) == ["a@example.com"]
 
 
+PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (PNG_HEADER + bytes(range(256)) * 4, "it looks like a PNG image."),
+        (
+            b"PK\x03\x04\x14\x00\x06\x00" + b"xl/workbook.xml" * 20,
+            "it looks like an Excel workbook (.xlsx) or a ZIP archive: save it as CSV first.",
+        ),
+        (
+            bytes((i * 37 + 11) % 256 for i in range(4096)),
+            "it looks like binary data (NUL bytes), not text.",
+        ),
+        ("email,name\n" + "\x01\x02\x03\x04" * 200, "it is full of control characters."),
+    ],
+    ids=["png", "xlsx", "random-bytes", "control-characters"],
+)
+def test_a_file_that_is_not_text_fails_the_run_and_creates_nothing(
+    make_source, import_csv, content, message
+):
+    run = import_csv(make_source(), content)
+
+    assert run.status == "failed"
+    assert run.error.startswith("The file cannot be read: This is not a CSV or text file")
+    assert message in run.error
+    assert (SourceRecord.objects.count(), RawRecord.objects.count()) == (0, 0)
+
+
+def test_utf16_with_a_bom_is_still_text(make_source, import_csv):
+    content = "email,first_name\nana@example.com,Ana\n".encode("utf-16")
+
+    run = import_csv(make_source(), content)
+
+    assert (run.status, run.created_count) == ("succeeded", 1)
+
+
 def test_empty_file_fails_the_run_with_a_message(make_source, import_csv):
     run = import_csv(make_source(), "")
 
