@@ -40,6 +40,7 @@ from profiles.models import (
     Event,
     Identity,
     MergeLog,
+    MergeSuggestion,
     Profile,
     ProfileRedirect,
     SourceRecord,
@@ -577,6 +578,14 @@ def profile_unmerge(*, merge_log: MergeLog, actor=None) -> list[Profile]:
         ProfileRedirect.objects.filter(old_id__in=entry["redirect_ids"]).update(profile_id=pid)
         do_not_merge_store(a=survivor_id, b=pid, reason="unmerged", actor=actor)
     restored_ids = [p.pk for p in restored]
+    # A suggestion accepted into this merge is now a rejected pair (do-not-merge is stored).
+    MergeSuggestion.objects.filter(
+        merge_log=merge_log, status=MergeSuggestion.Status.ACCEPTED
+    ).update(
+        status=MergeSuggestion.Status.REJECTED,
+        reviewed_by=actor if getattr(actor, "pk", None) else None,
+        reviewed_at=timezone.now(),
+    )
     extensions = merge_log.extensions or {}
     for name, participant in _PARTICIPANTS.items():
         participant.on_unmerge(extensions.get(name), survivor_id, restored_ids)

@@ -218,3 +218,17 @@ def test_do_not_merge_pairs_are_seen_by_engineer_and_steward_and_lifted_by_the_s
 
     assert user.has_perm("profiles.view_donotmerge") is view
     assert user.has_perm("profiles.delete_donotmerge") is delete
+
+
+def test_undoing_an_accepted_suggestion_marks_it_rejected(suggestion, admin_user):
+    from profiles.services.merging import profile_unmerge
+    from profiles.services.suggestions import merge_suggestion_accept
+
+    log = merge_suggestion_accept(suggestion=suggestion, actor=admin_user)
+    accepted = MergeSuggestion.objects.get(pk=suggestion.pk)
+    profile_unmerge(merge_log=log, actor=admin_user)
+    undone = MergeSuggestion.objects.get(pk=suggestion.pk)
+
+    assert (accepted.status, accepted.merge_log_id) == ("accepted", log.pk)
+    assert (undone.status, undone.reviewed_by_id) == ("rejected", admin_user.pk)
+    assert Profile.objects.count() == 2
