@@ -346,8 +346,14 @@ class Event(models.Model):
 class MergeLog(models.Model):
     """A merge of profiles into a survivor, with a snapshot of what each had so it can be undone."""
 
+    # The survivor's id is kept when a later merge absorbs it (no SET NULL, no constraint), so
+    # undoing that later merge brings the profile back and this merge can then be undone too.
     survivor = models.ForeignKey(
-        Profile, null=True, on_delete=models.SET_NULL, related_name="merge_logs"
+        Profile,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="merge_logs",
     )
     merged_ids = models.JSONField(help_text="Ids of the profiles absorbed.")
     reason = models.CharField(max_length=200)

@@ -180,7 +180,8 @@ def _profiles_collect(subject: Subject) -> dict[str, list[dict]]:
         "profile_redirects": _rows(
             ProfileRedirect.objects.filter(profile_id__in=subject.profile_ids)
         ),
-        "merge_history": _rows(MergeLog.objects.filter(survivor_id__in=subject.profile_ids)),
+        # Also merges into a profile that a later merge absorbed (its id is now a redirect).
+        "merge_history": _rows(MergeLog.objects.filter(survivor_id__in=subject.all_profile_ids)),
         "source_records": _rows(SourceRecord.objects.filter(pk__in=subject.source_record_ids)),
         "identities": _rows(
             Identity.objects.filter(source_record_id__in=subject.source_record_ids)
@@ -199,7 +200,7 @@ def _profiles_erase(subject: Subject) -> dict[str, int]:
         source_record_id__in=subject.source_record_ids
     ).delete()
     counts["merge_history"], _ = MergeLog.objects.filter(
-        survivor_id__in=subject.profile_ids
+        survivor_id__in=subject.all_profile_ids
     ).delete()
     counts["profile_redirects"], _ = ProfileRedirect.objects.filter(
         profile_id__in=subject.profile_ids

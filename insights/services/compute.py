@@ -486,7 +486,7 @@ def touched_profile_ids(*, since: InsightRun) -> list[int]:
     start = since.started_at or since.created_at
     ids.update(
         MergeLog.objects.filter(Q(created_at__gte=start) | Q(unmerged_at__gte=start))
-        .exclude(survivor__isnull=True)
+        .filter(survivor_id__in=Profile.objects.values("pk"))  # absorbed since: gone
         .values_list("survivor_id", flat=True)
     )
     ids.update(Profile.objects.filter(insight__isnull=True).values_list("pk", flat=True))

@@ -341,3 +341,25 @@ def test_erasure_notice_hooks_are_told_who_was_erased(people, make_request, offi
     finally:
         registry.erasure_notice_hooks.remove(hook)
     assert notices == [(lena_ids, old_ids, request.pk)]
+
+
+def test_erasure_also_removes_merges_into_a_profile_a_later_merge_absorbed(
+    people, make_request, officer
+):
+    """Two more of Lena's profiles: one absorbed the other, then Lena's profile absorbed it.
+    The first merge log keeps its survivor's id (now a redirect to Lena) and her data."""
+    from profiles.services.merging import profiles_merge
+
+    lena = people["lena"]
+    middle = Profile.objects.create(first_name="Lena", last_name="Vogt", email="lv@example.net")
+    oldest = Profile.objects.create(first_name="L.", last_name="Vogt", email="lv2@example.net")
+    first = profiles_merge(survivor_id=middle.pk, other_ids=[oldest.pk], reason="fuzzy: a")
+    profiles_merge(survivor_id=lena.pk, other_ids=[middle.pk], reason="fuzzy: b")
+    assert MergeLog.objects.get(pk=first.pk).survivor_id == middle.pk
+
+    request = make_request(type="erasure", requester_email="lena.private@example.org")
+    run = request_run(request=request, actor=officer, sync=True)
+
+    assert run.status == "succeeded"
+    assert not MergeLog.objects.filter(pk=first.pk).exists()
+    assert scan_for(LENA_NEEDLES) == []

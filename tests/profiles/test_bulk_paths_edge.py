@@ -21,7 +21,12 @@ from profiles.models import (
     SourceRecord,
 )
 from profiles.services.mapping import FieldSpec, RowError, RowMapper
-from profiles.services.merging import profile_unmerge, profiles_merge_many
+from profiles.services.merging import (
+    MergeError,
+    profile_unmerge,
+    profiles_merge,
+    profiles_merge_many,
+)
 from profiles.services.resolution import resolution_run_create
 from profiles.services.survivorship import (
     MOST_RECENT,
@@ -529,25 +534,30 @@ def test_survivorship_on_postgresql_orders_event_times_by_code_point_not_collati
 # --- chained merges and their undo -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MergeLog.survivor is SET_NULL: when a later merge absorbs an earlier merge's "
-    "survivor, the earlier log loses its survivor for good, and after undoing the later merge "
-    "the earlier one can no longer be undone (single and bulk merges alike)",
-)
-def test_undoing_two_chained_bulk_merges_in_reverse_order_restores_all_three(
-    make_source, import_csv
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "single"])
+def test_undoing_two_chained_merges_in_reverse_order_restores_all_three(
+    make_source, import_csv, bulk
 ):
     source = make_source()
     import_csv(source, HEADER + "".join(f"C-{n},N{n},L,p{n}@example.com,\n" for n in (1, 2, 3)))
     one, two, three = sorted(Profile.objects.values_list("pk", flat=True))
-    profiles_merge_many(clusters=[[two, three]], reason="fuzzy: first")
-    profiles_merge_many(clusters=[[one, two]], reason="fuzzy: second")
+    own = dict(SourceRecord.objects.values_list("profile_id", "pk"))
+    if bulk:
+        profiles_merge_many(clusters=[[two, three]], reason="fuzzy: first")
+        profiles_merge_many(clusters=[[one, two]], reason="fuzzy: second")
+    else:
+        profiles_merge(survivor_id=two, other_ids=[three], reason="fuzzy: first")
+        profiles_merge(survivor_id=one, other_ids=[two], reason="fuzzy: second")
+    first = MergeLog.objects.get(reason="fuzzy: first")
 
+    assert first.survivor_id == two  # kept although profile two is gone for now
+    with pytest.raises(MergeError, match="undo the later merge first"):
+        profile_unmerge(merge_log=first)
     profile_unmerge(merge_log=MergeLog.objects.get(reason="fuzzy: second"))
     profile_unmerge(merge_log=MergeLog.objects.get(reason="fuzzy: first"))
 
     assert sorted(Profile.objects.values_list("pk", flat=True)) == [one, two, three]
+    assert dict(SourceRecord.objects.values_list("profile_id", "pk")) == own
 
 
 # --- an anonymous visitor identified later as a known customer ------------------------------

@@ -24,7 +24,7 @@ def _references_to(profile_ids: list[int]) -> dict[str, int]:
     out = {}
     for model, fk in profile_foreign_keys():
         if not fk.db_constraint:
-            continue  # merge suggestions keep plain ids on purpose
+            continue  # merge suggestions and merge logs keep plain ids on purpose
         count = model.objects.filter(**{f"{fk.attname}__in": profile_ids}).count()
         out[f"{model._meta.label}.{fk.name}"] = count
     return out
@@ -73,7 +73,8 @@ def test_bulk_merge_leaves_no_reference_to_an_absorbed_profile_and_unmerges_exac
     assert sorted(Profile.objects.values_list("pk", flat=True)) == [p1.pk, p3.pk, p5.pk]
     assert LoyaltyMember.objects.get(pk=member.pk).profile_id == p3.pk
     assert list(SegmentMembership.objects.values_list("profile_id", flat=True)) == [p5.pk]
-    assert MergeLog.objects.get(pk=earlier.pk).survivor_id is None
+    # The earlier log keeps its survivor id (a plain id now) so it can be undone after this one.
+    assert MergeLog.objects.get(pk=earlier.pk).survivor_id == p2.pk
     merge_record = ConsentRecord.objects.get(source="merge")
     assert (merge_record.profile_id, merge_record.status) == (p1.pk, "denied")
     logs = {log.survivor_id: log for log in MergeLog.objects.filter(reason="fuzzy: t")}
