@@ -26,7 +26,7 @@ _AS_IS = (
 )
 
 
-def _preparer(field: models.Field):
+def field_preparer(field: models.Field):
     """A function preparing a value of this field for the database, as the ORM would.
 
     Plain strings, numbers and ids pass as they are; date-times are prepared once per
@@ -107,7 +107,7 @@ def bulk_update_rows(
         where = f"{table}.{pk_column} = v.column1"
         alias = "v"
     row_sql = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
-    preparers = [(f.attname, _preparer(f)) for f in concrete]
+    preparers = [(f.attname, field_preparer(f)) for f in concrete]
     with connection.cursor() as cursor:
         for start in range(0, len(objs), chunk):
             part = objs[start : start + chunk]
@@ -163,7 +163,7 @@ def bulk_insert_rows(
     chunk = max(1, min(CHUNK_ROWS, SQLITE_MAX_VARIABLES // len(concrete)))
     row_sql = "(" + ", ".join(["%s"] * len(concrete)) + ")"
     result: list[tuple] = []
-    preparers = [_preparer(f) for f in concrete]
+    preparers = [field_preparer(f) for f in concrete]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]

@@ -9,7 +9,7 @@ from django.db import connection, models
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from cdp.bulk import bulk_copy_rows, bulk_insert_rows, bulk_update_rows
+from cdp.bulk import bulk_copy_rows, bulk_insert_rows, bulk_update_rows, field_preparer
 from profiles.models import DataSource, Event, Identity, SourceRecord
 from profiles.services.mapping import MappedRecord
 
@@ -199,31 +199,11 @@ def profile_links_set(*, profile_of_record: dict[int, int | None]) -> None:
         _column_by_pairs(model, "profile_id", "source_record_id", pairs)
 
 
-_AS_IS = (
-    models.CharField,
-    models.TextField,
-    models.IntegerField,
-    models.BooleanField,
-    models.ForeignKey,
-)
-
-
 def _sqlite_preparer(field: models.Field):
-    """A function preparing a value of this field for SQLite, as the ORM would."""
+    """``cdp.bulk.field_preparer``, with JSON dumped directly (SQLite stores it as text)."""
     if isinstance(field, models.JSONField):
         return lambda value, encoder=field.encoder: json.dumps(value, cls=encoder)
-    if isinstance(field, _AS_IS):
-        return None
-    if isinstance(field, models.DateTimeField):
-        cache: dict = {}  # a batch carries the same ``now`` in every row
-
-        def prepare(value):
-            if value not in cache:
-                cache[value] = field.get_db_prep_save(value, connection)
-            return cache[value]
-
-        return prepare
-    return lambda value: field.get_db_prep_save(value, connection)
+    return field_preparer(field)
 
 
 def rows_append(model: type[models.Model], fields: list[str], rows: list[tuple]) -> int:
