@@ -33,6 +33,10 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+# Web pages allowed to send events from the browser (analytics.js, RudderStack JS) to /v1/:
+# "*" (any page, as Segment's own API: the write key is public in the page) or a list of
+# origins such as "https://shop.example.com".
+CDP_TRACKING_CORS_ORIGINS = env_list("CDP_TRACKING_CORS_ORIGINS", "*")
 
 INSTALLED_APPS = [
     "cdp.apps.CdpAdminConfig",

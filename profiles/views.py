@@ -14,8 +14,9 @@ import json
 import logging
 import zlib
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cdp.api import json_error
@@ -104,10 +105,37 @@ def _source_for(request: HttpRequest, body: dict) -> DataSource:
     return source
 
 
-def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, Sec-GPC"
+
+
+def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Let browser SDKs on allowed pages read the answer (CDP_TRACKING_CORS_ORIGINS)."""
+    origin = request.headers.get("Origin")
+    allowed = settings.CDP_TRACKING_CORS_ORIGINS
+    if origin and "*" in allowed:
+        response["Access-Control-Allow-Origin"] = "*"
+    elif origin and origin in allowed:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Vary"] = "Origin"
+    return response
+
+
+def _handle(request: HttpRequest, message_type: str | None) -> HttpResponse:
+    if request.method == "OPTIONS":  # a browser's CORS preflight
+        response = HttpResponse(status=204)
+        response["Allow"] = "POST, OPTIONS"
+        if "Access-Control-Allow-Origin" in _cors(request, response):
+            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            response["Access-Control-Max-Age"] = "86400"
+        return response
+    return _cors(request, _answer(request, message_type))
+
+
+def _answer(request: HttpRequest, message_type: str | None) -> JsonResponse:
     if request.method != "POST":
         response = json_error("method_not_allowed", "Use POST.", 405)
-        response["Allow"] = "POST"
+        response["Allow"] = "POST, OPTIONS"
         return response
     try:
         body, size = _read_body(request)
@@ -158,13 +186,13 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
 
 
 @csrf_exempt
-def tracking_batch(request: HttpRequest) -> JsonResponse:
+def tracking_batch(request: HttpRequest) -> HttpResponse:
     return _handle(request, None)
 
 
 def _single(message_type: str):
     @csrf_exempt
-    def view(request: HttpRequest) -> JsonResponse:
+    def view(request: HttpRequest) -> HttpResponse:
         return _handle(request, message_type)
 
     view.__name__ = f"tracking_{message_type}"

@@ -127,7 +127,7 @@ def test_get_is_405_json(client, api_source):
 
     assert response.status_code == 405
     assert response.json() == {"code": "method_not_allowed", "message": "Use POST."}
-    assert response["Allow"] == "POST"
+    assert response["Allow"] == "POST, OPTIONS"
 
 
 def test_unknown_tracking_path_is_404_json(client):
@@ -417,3 +417,57 @@ def test_event_time_corrects_the_senders_clock_skew(client, api_source):
     event = Event.objects.get()
     # The sender's clock runs behind by (received - sentAt); the event happened 10 s before send.
     assert before.timestamp() - 10 <= event.timestamp.timestamp() <= after.timestamp() - 10
+
+
+# --- browsers: CORS for analytics.js / RudderStack JS sending straight from a page ------------
+
+
+def test_a_browser_preflight_is_answered_for_any_page_by_default(client, db):
+    response = client.options(
+        "/v1/batch",
+        headers={
+            "Origin": "https://shop.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+
+    assert response.status_code == 204
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["Access-Control-Allow-Methods"] == "POST, OPTIONS"
+    assert response["Access-Control-Allow-Headers"] == (
+        "Authorization, Content-Type, Content-Encoding, Sec-GPC"
+    )
+    assert Event.objects.count() == 0
+
+
+def test_a_browser_sends_text_plain_with_the_write_key_in_the_body(client, api_source):
+    """analytics.js posts text/plain (no preflight) with writeKey in the body."""
+    body = json.dumps({**track(), "writeKey": api_source.write_key})
+
+    response = client.post(
+        "/v1/track", body, content_type="text/plain", headers={"Origin": "https://shop.example.com"}
+    )
+
+    assert (response.status_code, response.json()) == (200, {"success": True})
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert Event.objects.count() == 1
+
+
+def test_listed_origins_only_when_configured(client, api_source, settings):
+    settings.CDP_TRACKING_CORS_ORIGINS = ["https://shop.example.com"]
+    preflight = {"Access-Control-Request-Method": "POST"}
+
+    allowed = client.options(
+        "/v1/batch", headers={"Origin": "https://shop.example.com", **preflight}
+    )
+    other = client.options("/v1/batch", headers={"Origin": "https://evil.example", **preflight})
+    no_origin = send(client, "/v1/track", track(), key=api_source.write_key)
+
+    assert allowed["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert allowed["Vary"] == "Origin"
+    assert other.status_code == 204
+    assert "Access-Control-Allow-Origin" not in other
+    assert "Access-Control-Allow-Methods" not in other
+    assert no_origin.status_code == 200
+    assert "Access-Control-Allow-Origin" not in no_origin
