@@ -125,7 +125,7 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
             SELECT DISTINCT ON (r.profile_id, kv.key) r.profile_id, kv.key, kv.value, r.id
             FROM recs r CROSS JOIN LATERAL jsonb_each(r.attributes) kv
             CROSS JOIN LATERAL (SELECT coalesce(nullif(r.observed_at ->> kv.key, ''),
-                r.updated_text) AS observed) o
+                r.updated_text) COLLATE "C" AS observed) o  -- compared as Python compares text
             WHERE kv.value <> 'null'::jsonb AND kv.value <> '""'::jsonb
             ORDER BY r.profile_id, kv.key, CASE WHEN {recent} THEN o.observed END DESC,
                 r.priority ASC, o.observed DESC, r.id DESC
