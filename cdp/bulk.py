@@ -4,12 +4,19 @@
 and resolves each through the ORM: for thousands of rows that costs more than the database
 work. ``bulk_update_rows`` sends one ``UPDATE ... FROM (VALUES ...)`` per chunk instead
 (PostgreSQL, and SQLite >= 3.33), with values prepared by each field as the ORM would.
+
+Inserts of plain value tuples: ``bulk_insert_rows`` (multi-row INSERT, optional RETURNING),
+``bulk_insert_rows_json`` (one JSON document on PostgreSQL, for JSON-heavy rows such as API
+messages), ``bulk_copy_rows`` (COPY), ``rows_insert_returning_ids`` (ids drawn from the
+sequence, then COPY) and ``rows_append`` (COPY, or one prepared INSERT run by executemany on
+SQLite). ``column_by_pairs`` sets one column from (key, value) pairs.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from django.db import connection, models
 
@@ -212,4 +219,144 @@ def bulk_copy_rows(
             copy.write_row(
                 [v if enc is None else enc(v) for enc, v in zip(encoders, row, strict=True)]
             )
+    return len(rows)
+
+
+def bulk_insert_rows_json(
+    model: type[models.Model],
+    fields: list[str],
+    rows: list[tuple],
+    *,
+    returning: Sequence[str] = (),
+    ignore_conflicts: bool = False,
+) -> list[tuple]:
+    """Insert value tuples (in ``fields`` order): ``bulk_insert_rows``, or on PostgreSQL all
+    rows as one JSON document read by ``json_to_recordset``.
+
+    Messages are mostly JSON: one ``json.dumps`` (in C) and one parameter is much cheaper
+    than psycopg quoting every payload into an array literal (in Python) and lets PostgreSQL
+    parse each payload once.
+    """
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        return bulk_insert_rows(
+            model, fields, rows, returning=returning, ignore_conflicts=ignore_conflicts
+        )
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in concrete)
+    types = ", ".join(
+        f"{quote(f.column)} "
+        + (f.rel_db_type(connection) if f.is_relation else f.db_type(connection))
+        for f in concrete
+    )
+    names = [f.column for f in concrete]
+    document = json.dumps(
+        [
+            {
+                name: value.isoformat() if isinstance(value, datetime) else value
+                for name, value in zip(names, row, strict=True)
+            }
+            for row in rows
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} "
+        f"FROM json_to_recordset(%s::json) AS r({types})"
+    )
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(meta.get_field(f).column) for f in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [document])
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
+
+
+SQLITE_PAIRS_PER_UPDATE = 10_000  # 2 parameters each, under SQLite's variable limit
+
+
+def column_by_pairs(
+    model: type[models.Model], column: str, by: str, pairs: list[tuple[int, int | None]]
+) -> None:
+    """UPDATE model SET column = second WHERE by = first, for (first, second) integer pairs."""
+    if not pairs:
+        return
+    quote = connection.ops.quote_name
+    table, column, by = quote(model._meta.db_table), quote(column), quote(by)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET {column} = v.b "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(a, b) "
+                f"WHERE {table}.{by} = v.a",
+                [[a for a, _ in pairs], [b for _, b in pairs]],
+            )
+            return
+        for start in range(0, len(pairs), SQLITE_PAIRS_PER_UPDATE):
+            part = pairs[start : start + SQLITE_PAIRS_PER_UPDATE]
+            values = ", ".join(["(%s, %s)"] * len(part))
+            cursor.execute(
+                f"UPDATE {table} SET {column} = v.column2 FROM (VALUES {values}) AS v "
+                f"WHERE {table}.{by} = v.column1",
+                [value for pair in part for value in pair],
+            )
+
+
+def rows_insert_returning_ids(
+    model: type[models.Model], fields: list[str], rows: list[tuple]
+) -> list[int]:
+    """Insert plain value tuples (in ``fields`` order); returns the new ids in row order.
+
+    PostgreSQL: the ids are drawn from the table's sequence first and the rows written with
+    ``COPY`` (formatted in C; array parameters would quote every string in Python).
+    Elsewhere: multi-row ``INSERT ... RETURNING id``.
+    """
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        return [pk for (pk,) in bulk_insert_rows(model, fields, rows, returning=["id"])]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [model._meta.db_table, len(rows)],
+        )
+        ids = sorted(pk for (pk,) in cursor.fetchall())
+    bulk_copy_rows(model, ["id", *fields], [(pk, *row) for pk, row in zip(ids, rows, strict=True)])
+    return ids
+
+
+def _sqlite_preparer(field: models.Field):
+    """``field_preparer``, with JSON dumped directly (SQLite stores it as text)."""
+    if isinstance(field, models.JSONField):
+        return lambda value, encoder=field.encoder: json.dumps(value, cls=encoder)
+    return field_preparer(field)
+
+
+def rows_append(model: type[models.Model], fields: list[str], rows: list[tuple]) -> int:
+    """Append plain value tuples (in ``fields`` order), for rows whose ids are not needed.
+
+    PostgreSQL: ``COPY`` (``bulk_copy_rows``). SQLite: one prepared single-row ``INSERT`` run
+    for every row (``executemany``, the loop in C) rather than a multi-row statement per chunk,
+    which SQLite parses anew for each chunk. Returns the number of rows written.
+    """
+    if not rows:
+        return 0
+    if connection.vendor != "sqlite":
+        return bulk_copy_rows(model, fields, rows)
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    preparers = [_sqlite_preparer(f) for f in concrete]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in concrete)
+    marks = ", ".join(["%s"] * len(concrete))
+    prepared = ([prep(v) for prep, v in zip(preparers, row, strict=True)] for row in rows)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})", prepared
+        )
     return len(rows)

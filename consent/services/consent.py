@@ -292,8 +292,8 @@ def consent_from_source_records(
     Called once per import batch after resolution. Returns counts: recorded, unchanged,
     opt_out_kept (opt-ins without a newer explicit time that met an earlier opt-out).
     """
+    from cdp.bulk import rows_append
     from profiles.models import SourceRecord
-    from profiles.services.records import rows_append
 
     counts = {"recorded": 0, "unchanged": 0, "opt_out_kept": 0}
     if not source_record_ids:

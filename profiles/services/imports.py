@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from cdp.bulk import rows_append
 from cdp.jobs import job_enqueue
 from consent.models import Suppression
 from consent.services.consent import consent_from_source_records
@@ -48,7 +49,7 @@ from profiles.services.mapping import (
     preset_constant_specs,
     stable_hash,
 )
-from profiles.services.records import rows_append, source_records_upsert
+from profiles.services.records import source_records_upsert
 from profiles.services.resolution import profiles_resolve
 
 logger = logging.getLogger(__name__)

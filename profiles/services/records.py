@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-from django.db import connection, models
+from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from cdp.bulk import bulk_copy_rows, bulk_insert_rows, bulk_update_rows, field_preparer
+from cdp.bulk import (
+    bulk_update_rows,
+    column_by_pairs,
+    rows_append,
+    rows_insert_returning_ids,
+)
 from profiles.models import DataSource, Event, Identity, SourceRecord
 from profiles.services.mapping import MappedRecord
 
@@ -126,66 +130,13 @@ def profile_links_sync(*, source_record_ids: list[int]) -> None:
         Event.objects.filter(source_record_id__in=chunk).update(profile_id=profile_of_record)
 
 
-SQLITE_PAIRS_PER_UPDATE = 10_000  # 2 parameters each, under SQLite's variable limit
-
-
 def profile_ids_set(model: type[models.Model], pairs: list[tuple[int, int]]) -> None:
     """Set ``profile_id`` of rows by primary key from (id, profile id) pairs.
 
     One ``UPDATE ... FROM`` a list of pairs (unnest of two arrays on PostgreSQL, a VALUES list
     per chunk on SQLite): no model instances, no query per row.
     """
-    _column_by_pairs(model, "profile_id", "id", pairs)
-
-
-def _column_by_pairs(
-    model: type[models.Model], column: str, by: str, pairs: list[tuple[int, int | None]]
-) -> None:
-    """UPDATE model SET column = second WHERE by = first, for (first, second) integer pairs."""
-    if not pairs:
-        return
-    quote = connection.ops.quote_name
-    table, column, by = quote(model._meta.db_table), quote(column), quote(by)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"UPDATE {table} SET {column} = v.b "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(a, b) "
-                f"WHERE {table}.{by} = v.a",
-                [[a for a, _ in pairs], [b for _, b in pairs]],
-            )
-            return
-        for start in range(0, len(pairs), SQLITE_PAIRS_PER_UPDATE):
-            part = pairs[start : start + SQLITE_PAIRS_PER_UPDATE]
-            values = ", ".join(["(%s, %s)"] * len(part))
-            cursor.execute(
-                f"UPDATE {table} SET {column} = v.column2 FROM (VALUES {values}) AS v "
-                f"WHERE {table}.{by} = v.column1",
-                [value for pair in part for value in pair],
-            )
-
-
-def rows_insert_returning_ids(
-    model: type[models.Model], fields: list[str], rows: list[tuple]
-) -> list[int]:
-    """Insert plain value tuples (in ``fields`` order); returns the new ids in row order.
-
-    PostgreSQL: the ids are drawn from the table's sequence first and the rows written with
-    ``COPY`` (formatted in C; array parameters would quote every string in Python).
-    Elsewhere: multi-row ``INSERT ... RETURNING id``.
-    """
-    if not rows:
-        return []
-    if connection.vendor != "postgresql":
-        return [pk for (pk,) in bulk_insert_rows(model, fields, rows, returning=["id"])]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [model._meta.db_table, len(rows)],
-        )
-        ids = sorted(pk for (pk,) in cursor.fetchall())
-    bulk_copy_rows(model, ["id", *fields], [(pk, *row) for pk, row in zip(ids, rows, strict=True)])
-    return ids
+    column_by_pairs(model, "profile_id", "id", pairs)
 
 
 def profile_links_set(*, profile_of_record: dict[int, int | None]) -> None:
@@ -196,39 +147,4 @@ def profile_links_set(*, profile_of_record: dict[int, int | None]) -> None:
     """
     pairs = list(profile_of_record.items())
     for model in (Identity, Event):
-        _column_by_pairs(model, "profile_id", "source_record_id", pairs)
-
-
-def _sqlite_preparer(field: models.Field):
-    """``cdp.bulk.field_preparer``, with JSON dumped directly (SQLite stores it as text)."""
-    if isinstance(field, models.JSONField):
-        return lambda value, encoder=field.encoder: json.dumps(value, cls=encoder)
-    return field_preparer(field)
-
-
-def rows_append(model: type[models.Model], fields: list[str], rows: list[tuple]) -> int:
-    """Append plain value tuples (in ``fields`` order), for rows whose ids are not needed.
-
-    PostgreSQL: ``COPY`` (``bulk_copy_rows``). SQLite: one prepared single-row ``INSERT`` run
-    for every row (``executemany``, the loop in C) rather than a multi-row statement per chunk,
-    which SQLite parses anew for each chunk. Returns the number of rows written.
-    """
-    if not rows:
-        return 0
-    if connection.vendor != "sqlite":
-        return bulk_copy_rows(model, fields, rows)
-    meta = model._meta
-    concrete = [meta.get_field(name) for name in fields]
-    preparers = [_sqlite_preparer(f) for f in concrete]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in concrete)
-    marks = ", ".join(["%s"] * len(concrete))
-    prepared = (
-        [v if prep is None else prep(v) for prep, v in zip(preparers, row, strict=True)]
-        for row in rows
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})", prepared
-        )
-    return len(rows)
+        column_by_pairs(model, "profile_id", "source_record_id", pairs)

@@ -24,6 +24,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from cdp.bulk import rows_insert_returning_ids
 from cdp.jobs import job_enqueue
 from cdp.normalize import IdentifierTypes, is_role_mailbox
 from profiles import matching
@@ -39,12 +40,13 @@ from profiles.models import (
     SourceRecord,
 )
 from profiles.services.merging import profiles_merge, profiles_merge_many
-from profiles.services.records import (
-    profile_ids_set,
-    profile_links_set,
-    rows_insert_returning_ids,
+from profiles.services.records import profile_ids_set, profile_links_set
+from profiles.services.survivorship import (
+    PROFILE_COLUMNS,
+    profile_attributes_refresh,
+    profile_column_values,
+    single_record_values,
 )
-from profiles.services.survivorship import PROFILE_COLUMNS, profile_attributes_refresh
 
 __all__ = ["profiles_merge", "profiles_resolve", "profile_resolve_id", "resolution_run_create"]
 
@@ -444,28 +446,6 @@ def linkable_keys(*, keys: set[tuple[str, str]], cap: int) -> tuple[set, list[tu
     return allowed, overshared
 
 
-def single_record_values(record_id: int, attributes: dict) -> tuple[dict, dict]:
-    """A one-record profile's attributes and their sources: the record's non-empty values,
-    each from that record (what survivorship gives for one record under every strategy)."""
-    values = {
-        name: value
-        for name, value in sorted(attributes.items())
-        if value is not None and value != ""
-    }
-    return values, dict.fromkeys(values, record_id)
-
-
-def _profile_columns(attributes: dict) -> list[str]:
-    """The indexed Profile columns of these attributes (as survivorship writes them)."""
-    return [
-        str(attributes.get(column, ""))[:length]
-        for column, length in zip(PROFILE_COLUMNS, _PROFILE_COLUMN_LENGTHS, strict=True)
-    ]
-
-
-_PROFILE_COLUMN_LENGTHS = [Profile._meta.get_field(column).max_length for column in PROFILE_COLUMNS]
-
-
 @transaction.atomic
 def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     """Give each of these source records its profile by exact, guarded identity links.
@@ -634,7 +614,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
 
 def _profiles_insert(values: list[tuple[dict, dict]], *, now) -> list[int]:
     """Insert one profile per (attributes, sources), in order; returns their ids in order."""
-    rows = [(*_profile_columns(attrs), attrs, sources, now, now) for attrs, sources in values]
+    rows = [(*profile_column_values(attrs), attrs, sources, now, now) for attrs, sources in values]
     return rows_insert_returning_ids(
         Profile,
         [*PROFILE_COLUMNS, "attributes", "attribute_sources", "created_at", "updated_at"],

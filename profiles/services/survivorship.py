@@ -64,6 +64,28 @@ def survivor_values(
     return attributes, sources
 
 
+def single_record_values(record_id: int, attributes: dict) -> tuple[dict, dict]:
+    """``survivor_values`` of a one-record profile, without ranking: the record's non-empty
+    values, each from that record (the same under every strategy)."""
+    values = {
+        name: value
+        for name, value in sorted(attributes.items())
+        if value is not None and value != ""
+    }
+    return values, dict.fromkeys(values, record_id)
+
+
+_PROFILE_COLUMN_LENGTHS = [Profile._meta.get_field(column).max_length for column in PROFILE_COLUMNS]
+
+
+def profile_column_values(attributes: dict) -> list[str]:
+    """The indexed Profile columns (``PROFILE_COLUMNS`` order) of a profile's attributes."""
+    return [
+        str(attributes.get(column, ""))[:length]
+        for column, length in zip(PROFILE_COLUMNS, _PROFILE_COLUMN_LENGTHS, strict=True)
+    ]
+
+
 def _active_strategies() -> tuple[str, dict]:
     from profiles.models import Ruleset
 
@@ -178,9 +200,8 @@ def profile_attributes_refresh(*, profile_ids: list[int], chunk: int = 50_000) -
     for profile_id, records in grouped.items():
         attributes, sources = survivor_values(records, default=default, overrides=overrides)
         profile = Profile(pk=profile_id, attributes=attributes, attribute_sources=sources)
-        for column in PROFILE_COLUMNS:
-            max_length = Profile._meta.get_field(column).max_length
-            setattr(profile, column, str(attributes.get(column, ""))[:max_length])
+        for column, value in zip(PROFILE_COLUMNS, profile_column_values(attributes), strict=True):
+            setattr(profile, column, value)
         profile.updated_at = now
         profiles.append(profile)
     bulk_update_rows(

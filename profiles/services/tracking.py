@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Model
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from cdp.bulk import bulk_insert_rows, bulk_update_rows
+from cdp.bulk import bulk_insert_rows_json, bulk_update_rows
 from cdp.normalize import (
     IdentifierKey,
     IdentifierTypes,
@@ -431,7 +429,7 @@ def _messages_keep(
     suppressed = _suppressed(source, valid, count=False)
     pending = RawRecord.Status.PENDING
     with transaction.atomic():
-        _rows_insert(
+        bulk_insert_rows_json(
             RawRecord,
             RAW_FIELDS,
             [
@@ -462,61 +460,6 @@ def _messages_keep(
             ],  # fmt: skip
             ignore_conflicts=True,
         )
-
-
-def _rows_insert(
-    model: type[Model],
-    fields: list[str],
-    rows: list[tuple],
-    *,
-    returning: Sequence[str] = (),
-    ignore_conflicts: bool = False,
-) -> list[tuple]:
-    """Insert value tuples (in ``fields`` order): ``bulk_insert_rows``, or on PostgreSQL all
-    rows as one JSON document read by ``json_to_recordset``.
-
-    Messages are mostly JSON: one ``json.dumps`` (in C) and one parameter is much cheaper
-    than psycopg quoting every payload into an array literal (in Python) and lets PostgreSQL
-    parse each payload once.
-    """
-    if not rows:
-        return []
-    if connection.vendor != "postgresql":
-        return bulk_insert_rows(
-            model, fields, rows, returning=returning, ignore_conflicts=ignore_conflicts
-        )
-    meta = model._meta
-    concrete = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in concrete)
-    types = ", ".join(
-        f"{quote(f.column)} "
-        + (f.rel_db_type(connection) if f.is_relation else f.db_type(connection))
-        for f in concrete
-    )
-    names = [f.column for f in concrete]
-    document = json.dumps(
-        [
-            {
-                name: value.isoformat() if isinstance(value, datetime) else value
-                for name, value in zip(names, row, strict=True)
-            }
-            for row in rows
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} "
-        f"FROM json_to_recordset(%s::json) AS r({types})"
-    )
-    if ignore_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
-    if returning:
-        sql += " RETURNING " + ", ".join(quote(meta.get_field(f).column) for f in returning)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [document])
-        return [tuple(row) for row in cursor.fetchall()] if returning else []
 
 
 def _rejected_row(original: object, error: str) -> tuple[dict, str, str]:
@@ -620,7 +563,7 @@ def _messages_apply(
     ]  # fmt: skip
     # Skipping a messageId another request stored since this one looked (ON CONFLICT waits
     # for that request to commit): then this request's view is stale, so it starts over.
-    stored = _rows_insert(
+    stored = bulk_insert_rows_json(
         RawRecord, RAW_FIELDS, raw_rows, returning=["id", "message_id"], ignore_conflicts=True
     )
     raw_ids = {mid: pk for pk, mid in stored if mid is not None}
@@ -631,7 +574,7 @@ def _messages_apply(
         raw_ids.update({mid: pk for mid, (pk, _payload) in unapplied.items()})
 
     # A message applied again after a failure may have its event already: keep the first.
-    _rows_insert(
+    bulk_insert_rows_json(
         Event,
         EVENT_FIELDS,
         [
@@ -789,7 +732,7 @@ def _source_records_apply(
     # Concurrent requests may create the same record: insert what is missing, in key order
     # (so two requests never wait on each other crosswise), skipping what another request
     # created meanwhile; then lock every record this request changes, in key order.
-    _rows_insert(
+    bulk_insert_rows_json(
         SourceRecord,
         ["source", "external_key", "attributes", "traits", "observed_at", "content_hash",
          "profile", "created_at", "updated_at"],
@@ -845,7 +788,7 @@ def _source_records_apply(
                 (id_type, raw[:500], result.key, result.flag[:200], record.pk, record.profile_id,
                  now)
             )  # fmt: skip
-    _rows_insert(
+    bulk_insert_rows_json(
         Identity,
         ["type", "raw_value", "key", "flag", "source_record", "profile", "created_at"],
         new_identities,

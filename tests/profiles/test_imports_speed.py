@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from cdp.bulk import rows_append, rows_insert_returning_ids
 from cdp.normalize import clean_text, normalize_email
 from profiles.models import Identity, Profile, RawRecord, SourceRecord
 from profiles.services.mapping import FieldSpec, RowError, RowMapper, default_specs, map_row
-from profiles.services.records import rows_append, rows_insert_returning_ids
-from profiles.services.resolution import single_record_values
 from profiles.services.survivorship import (
     MOST_FREQUENT,
     MOST_RECENT,
     SOURCE_PRIORITY,
+    single_record_values,
     survivor_values,
 )
 from tests.conftest import shopify_csv, shopify_row
