@@ -165,9 +165,19 @@ class RawRecord(models.Model):
         REJECTED = "rejected", "Rejected"
         SUPPRESSED = "suppressed", "Suppressed"
 
-    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="raw_records")
+    # No single-column indexes on source and import_run: the composite indexes below lead with
+    # them (a second index costs every insert, and on a growing table the planner picked it
+    # for messageId lookups over the unique index, 20x slower: docs/ingestion.md).
+    source = models.ForeignKey(
+        DataSource, on_delete=models.CASCADE, related_name="raw_records", db_index=False
+    )
     import_run = models.ForeignKey(
-        ImportRun, null=True, blank=True, on_delete=models.CASCADE, related_name="raw_records"
+        ImportRun,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="raw_records",
+        db_index=False,
     )
     row_number = models.PositiveIntegerField(null=True, blank=True)
     payload = models.JSONField(help_text="The row (header → value) or message, verbatim.")
@@ -242,7 +252,10 @@ class ProfileRedirect(models.Model):
 class SourceRecord(models.Model):
     """One customer as one source knows them: canonical attributes plus custom traits."""
 
-    source = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="records")
+    # Indexed by the unique (source, external_key) and the profile index below.
+    source = models.ForeignKey(
+        DataSource, on_delete=models.PROTECT, related_name="records", db_index=False
+    )
     external_key = models.CharField(max_length=320)
     attributes = models.JSONField(default=dict, blank=True)
     traits = models.JSONField(default=dict, blank=True)
@@ -251,7 +264,12 @@ class SourceRecord(models.Model):
     )
     content_hash = models.CharField(max_length=64, blank=True)
     profile = models.ForeignKey(
-        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="source_records"
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="source_records",
+        db_index=False,
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -279,11 +297,17 @@ class Identity(models.Model):
     raw_value = models.CharField(max_length=500)
     key = models.CharField(max_length=320, null=True, blank=True)  # noqa: DJ001 (null: never links)
     flag = models.CharField(max_length=200, blank=True)
+    # Both indexed by the composite indexes below, which lead with them.
     source_record = models.ForeignKey(
-        SourceRecord, on_delete=models.CASCADE, related_name="identities"
+        SourceRecord, on_delete=models.CASCADE, related_name="identities", db_index=False
     )
     profile = models.ForeignKey(
-        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="identities"
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="identities",
+        db_index=False,
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -311,7 +335,10 @@ class Event(models.Model):
         GROUP = "group", "Group"
         ALIAS = "alias", "Alias"
 
-    source = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="events")
+    # source and profile: indexed by the unique (source, message_id) and (profile, name, time).
+    source = models.ForeignKey(
+        DataSource, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     message_id = models.CharField(max_length=200)
     type = models.CharField(max_length=10, choices=Type.choices)
     name = models.CharField(max_length=200, blank=True)
@@ -325,7 +352,12 @@ class Event(models.Model):
         SourceRecord, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
     profile = models.ForeignKey(
-        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
     )
     raw_record = models.ForeignKey(
         RawRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
