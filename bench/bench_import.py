@@ -11,7 +11,11 @@ Shopify export (about 0.7 N rows) and, in a fresh database per run, measures in 
   table of text columns;
 - pipeline: ``import_run_execute`` on the same file (scan, land raw rows, map, upsert source
   records and identities, exact resolution, survivorship), as the django-q2 task runs it;
-- peak RSS of each child (``ru_maxrss``), to show memory stays flat as N grows.
+- peak RSS of each child (``ru_maxrss``), to show memory stays flat as N grows;
+- a floor: the rate of only reading the file and normalising each row's e-mail and phone with
+  ``cdp.normalize.identifier_key`` (no database), the least per-row work any pipeline that
+  links people by e-mail and phone must do. When its ratio to the baseline is under the
+  target, no pipeline on this machine and stack can meet the target.
 
 Prints one table. Not part of the test run; numbers depend on the machine (say which).
 """
@@ -19,6 +23,7 @@ Prints one table. Not part of the test run; numbers depend on the machine (say w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -54,8 +59,22 @@ def child(args) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     path = Path(args.file)
+    if args.mode == "normalise":
+        from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
+
+        start = time.perf_counter()
+        rows = 0
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                rows += 1
+                with contextlib.suppress(InvalidValue):
+                    identifier_key(IdentifierTypes.EMAIL, row["Email"])
+                identifier_key(IdentifierTypes.PHONE, row["Phone"], region="US")
+        seconds = time.perf_counter() - start
+        print("RESULT " + json.dumps({"seconds": seconds, "rows": rows}))
+        return
+    call_command("migrate", verbosity=0)
     with path.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle))
     columns = ", ".join(f'"c{i}" text' for i in range(len(header)))
@@ -162,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'db':<9}{'customers':>10}{'rows':>9}{'baseline rows/s':>17}{'pipeline rows/s':>17}"
         f"{'ratio':>8}{'target':>8}{'pipeline s':>12}{'peak RSS MB':>13}{'profiles':>10}"
+        f"{'normalise rows/s':>18}{'ratio':>8}"
     )
     lines = [header, "-" * len(header)]
     for n in args.n:
@@ -169,13 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         for db in args.db:
             base = run_child(db, "baseline", file, n, args)
             pipe = run_child(db, "pipeline", file, n, args)
+            floor = run_child(db, "normalise", file, n, args)
+            floor_rate = floor["rows"] / floor["seconds"]
             base_rate = base["rows"] / base["seconds"]
             pipe_rate = pipe["rows"] / pipe["seconds"]
             ratio = pipe_rate / base_rate
             lines.append(
                 f"{db:<9}{n:>10,}{pipe['rows']:>9,}{base_rate:>17,.0f}{pipe_rate:>17,.0f}"
                 f"{ratio:>8.3f}{'≥0.200':>8}{pipe['seconds']:>12.1f}{pipe['max_rss_mb']:>13.0f}"
-                f"{pipe['profiles']:>10,}"
+                f"{pipe['profiles']:>10,}{floor_rate:>18,.0f}{floor_rate / base_rate:>8.3f}"
             )
             print(lines[-1], flush=True)
     print()

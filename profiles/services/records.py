@@ -33,11 +33,16 @@ def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) ->
     """Create or replace source records by (source, external key), in a few queries.
 
     A record whose mapped content is identical to what is stored counts as unchanged and is not
-    written. Within one batch a later record with the same key wins.
+    written. Within one batch a later record with the same key wins; an earlier one counts as
+    unchanged when it says the same as the winner (a row repeated in a file), as updated when
+    it says something else (the file holds two versions of the record).
     """
     result = UpsertResult()
     latest: dict[str, MappedRecord] = {}
+    repeats: list[MappedRecord] = []
     for record in records:
+        if record.external_key in latest:
+            repeats.append(latest[record.external_key])
         latest[record.external_key] = record
     existing = {
         sr.external_key: sr
@@ -64,8 +69,11 @@ def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) ->
             current.content_hash = content_hash
             current.updated_at = now
             to_update.append(current)
-    # Rows repeated inside one batch count once per row: the repeats are updates of the first.
-    result.updated += len(records) - len(latest)
+    for repeat in repeats:
+        if repeat.content_hash() == latest[repeat.external_key].content_hash():
+            result.unchanged += 1
+        else:
+            result.updated += 1
     created = rows_insert_returning_ids(
         SourceRecord,
         [

@@ -117,6 +117,38 @@ def test_importing_the_same_shopify_file_twice_changes_nothing(make_source, impo
     )
 
 
+def test_a_row_repeated_in_the_file_counts_unchanged_and_a_reimport_changes_nothing(
+    make_source, import_csv
+):
+    source = make_source(preset="shopify")
+    content = shopify_csv(GOOD_ROWS[0], GOOD_ROWS[1], GOOD_ROWS[0], GOOD_ROWS[2])
+
+    first = import_csv(source, content)
+    second = import_csv(source, content)
+
+    counts = [(r.created_count, r.updated_count, r.unchanged_count) for r in (first, second)]
+    assert counts == [(3, 0, 1), (0, 0, 4)]
+    assert data_counts() == {"profiles": 3, "source_records": 3, "identities": 5, "merges": 0}
+
+
+def test_two_versions_of_one_record_in_a_file_the_later_wins_the_earlier_counts_updated(
+    make_source, import_csv
+):
+    source = make_source(preset="shopify")
+    renamed = GOOD_ROWS[1].replace("Ann,Lee", "Anne,Lee")
+    content = shopify_csv(GOOD_ROWS[1], GOOD_ROWS[2], renamed)
+
+    first = import_csv(source, content)
+    second = import_csv(source, content)
+
+    # The file says two things about ann.lee@example.com: the earlier row differs from what
+    # is stored (the later row's values), on every import.
+    counts = [(r.created_count, r.updated_count, r.unchanged_count) for r in (first, second)]
+    assert counts == [(2, 1, 0), (0, 1, 2)]
+    assert Profile.objects.get(email="ann.lee@example.com").first_name == "Anne"
+    assert SourceRecord.objects.count() == 2
+
+
 def test_reimport_with_one_changed_row_updates_only_that_record(make_source, import_csv):
     source = make_source(preset="shopify")
     import_csv(source, shopify_csv(*GOOD_ROWS))
