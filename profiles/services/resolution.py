@@ -31,6 +31,7 @@ from profiles import matching
 from profiles.models import (
     DoNotMerge,
     Identity,
+    MatchCriterion,
     MergeLog,
     MergeSuggestion,
     Profile,
@@ -72,16 +73,17 @@ def ruleset_spec(ruleset: Ruleset | None) -> matching.Spec:
     """The ruleset as plain values for the pure matching functions (defaults without one)."""
     if ruleset is None:
         return matching.DEFAULT_SPEC
-    rules = []
-    for rule in ruleset.rules.filter(is_enabled=True).prefetch_related("criteria"):
-        criteria = tuple(
-            matching.Criterion(c.field, c.method, c.scorer, c.blank_matches_blank)
-            for c in rule.criteria.all()
-        )
-        if criteria:
-            rules.append(matching.Rule(rule.name, criteria))
+    # One query: the enabled rules' criteria in rule order (a rule without criteria has none).
+    rows = (
+        MatchCriterion.objects.filter(rule__ruleset=ruleset, rule__is_enabled=True)
+        .order_by("rule__position", "rule_id", "id")
+        .values_list("rule_id", "rule__name", "field", "method", "scorer", "blank_matches_blank")
+    )
+    rules: dict[int, tuple[str, list[matching.Criterion]]] = {}
+    for rule_id, name, *criterion in rows:
+        rules.setdefault(rule_id, (name, []))[1].append(matching.Criterion(*criterion))
     return matching.Spec(
-        rules=tuple(rules),
+        rules=tuple(matching.Rule(name, tuple(criteria)) for name, criteria in rules.values()),
         auto_threshold=ruleset.auto_threshold,
         review_threshold=ruleset.review_threshold,
         typo_threshold=ruleset.typo_threshold,
@@ -585,7 +587,9 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
         profile_of_record={sr_id: assignment.get(sr_id) or current[sr_id] for sr_id in ids}
     )
     touched = {assignment.get(sr_id) or current[sr_id] for sr_id in ids}
-    profile_attributes_refresh(profile_ids=[p for p in touched if p and p not in complete])
+    profile_attributes_refresh(
+        profile_ids=[p for p in touched if p and p not in complete], ruleset=ruleset
+    )
     # Conflicting candidates that got no profile of their own yet: pair them with the new one.
     for pk, (records, values) in zip(made, new_profiles, strict=True):
         if values is not None:

@@ -24,6 +24,10 @@ PROFILE_COLUMNS = ("first_name", "last_name", "email", "phone", "city", "country
 
 
 SOURCE_PRIORITY, MOST_RECENT, MOST_FREQUENT = "source_priority", "most_recent", "most_frequent"
+# From this many profiles on, the SQL refresh turns JIT off and raises work_mem (a small
+# refresh is planned far below the JIT cost threshold and sorts in the default work_mem).
+BIG_REFRESH = 5000
+_ACTIVE = object()  # profile_attributes_refresh reads the active ruleset itself
 
 
 def survivor_values(
@@ -89,11 +93,14 @@ def profile_column_values(attributes: dict) -> list[str]:
 def _active_strategies() -> tuple[str, dict]:
     from profiles.models import Ruleset
 
-    ruleset = (
+    return _strategies(
         Ruleset.objects.filter(is_active=True)
         .only("survivorship_default", "survivorship_overrides")
         .first()
     )
+
+
+def _strategies(ruleset) -> tuple[str, dict]:
     if ruleset is None:
         return SOURCE_PRIORITY, {}
     return ruleset.survivorship_default, dict(ruleset.survivorship_overrides or {})
@@ -166,7 +173,7 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
     """
     now = timezone.now()
     with connection.cursor() as cursor:
-        if not connection.get_autocommit():
+        if not connection.get_autocommit() and len(profile_ids) >= BIG_REFRESH:
             cursor.execute("SET LOCAL jit = off")  # compiling costs more than running it
             cursor.execute("SET LOCAL work_mem = '256MB'")
         for start in range(0, len(profile_ids), chunk):
@@ -174,9 +181,17 @@ def _refresh_sql(profile_ids: list[int], default: str, overrides: dict, chunk: i
             cursor.execute(sql, [part, others, now])
 
 
-def profile_attributes_refresh(*, profile_ids: list[int], chunk: int = 50_000) -> None:
-    """Recompute the derived attributes of these profiles from their source records."""
-    default, overrides = _active_strategies()
+def profile_attributes_refresh(
+    *, profile_ids: list[int], chunk: int = 50_000, ruleset=_ACTIVE
+) -> None:
+    """Recompute the derived attributes of these profiles from their source records.
+
+    ``ruleset``: the active ruleset (or None) when the caller has read it already; by default
+    it is read here.
+    """
+    if not profile_ids:
+        return
+    default, overrides = _active_strategies() if ruleset is _ACTIVE else _strategies(ruleset)
     if connection.vendor == "postgresql" and MOST_FREQUENT not in {default, *overrides.values()}:
         _refresh_sql(sorted(set(profile_ids)), default, overrides, chunk)
         return

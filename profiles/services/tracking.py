@@ -724,21 +724,19 @@ def _source_records_apply(
         return {}, []
     now = timezone.now()
     keys = sorted(updates)
-    existing = set(
-        SourceRecord.objects.filter(source=source, external_key__in=keys).values_list(
-            "external_key", flat=True
-        )
-    )
-    # Concurrent requests may create the same record: insert what is missing, in key order
-    # (so two requests never wait on each other crosswise), skipping what another request
-    # created meanwhile; then lock every record this request changes, in key order.
-    bulk_insert_rows_json(
+    # Concurrent requests may create the same record: insert every key, in key order (so two
+    # requests never wait on each other crosswise), skipping the ones that exist (or that
+    # another request created meanwhile); then lock every record this request changes, in
+    # key order. The keys inserted are the new records.
+    created = bulk_insert_rows_json(
         SourceRecord,
         ["source", "external_key", "attributes", "traits", "observed_at", "content_hash",
          "profile", "created_at", "updated_at"],
-        [(source.pk, key, {}, {}, {}, "", None, now, now) for key in keys if key not in existing],
+        [(source.pk, key, {}, {}, {}, "", None, now, now) for key in keys],
+        returning=["external_key"],
         ignore_conflicts=True,
     )  # fmt: skip
+    existing = set(keys) - {key for (key,) in created}
     records = {
         sr.external_key: sr
         for sr in SourceRecord.objects.select_for_update()

@@ -471,3 +471,52 @@ def test_listed_origins_only_when_configured(client, api_source, settings):
     assert "Access-Control-Allow-Methods" not in other
     assert no_origin.status_code == 200
     assert "Access-Control-Allow-Origin" not in no_origin
+
+
+# --- no query per message ------------------------------------------------------------------
+
+
+def _batch_of_people(start: int, people: int, per_person: int) -> dict:
+    messages = []
+    for p in range(start, start + people):
+        messages.append(
+            identify(
+                messageId=f"id-{p}",
+                userId=f"u-{p}",
+                traits={"email": f"person{p}@example.com", "firstName": f"P{p}"},
+            )
+        )
+        for n in range(per_person - 1):
+            messages.append(
+                track(
+                    messageId=f"t-{p}-{n}", userId=f"u-{p}", event="Product Viewed", properties={}
+                )
+            )
+    return {"batch": messages}
+
+
+def test_a_batch_costs_the_same_queries_whatever_its_size(client, api_source):
+    """New people and known people alike: no query or commit per message."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(body: dict) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert send(client, "/v1/batch", body, key=api_source.write_key).status_code == 200
+        return len(ctx.captured_queries)
+
+    small_new = queries(_batch_of_people(0, 2, 3))  # 2 new people, 6 messages
+    large_new = queries(_batch_of_people(100, 20, 5))  # 20 new people, 100 messages
+    small_known = queries(_batch_of_people(0, 2, 3) | {"batch": [
+        track(messageId=f"again-{i}", userId="u-0", event="Product Viewed") for i in range(6)
+    ]})  # fmt: skip
+    large_known = queries({"batch": [
+        track(messageId=f"more-{i}", userId=f"u-{100 + i % 20}", event="Product Viewed")
+        for i in range(100)
+    ]})  # fmt: skip
+
+    assert Event.objects.count() == 6 + 100 + 6 + 100
+    assert Profile.objects.count() == 22
+    assert small_new == large_new
+    assert small_known == large_known
+    assert large_known < large_new
