@@ -83,6 +83,10 @@ class ImportError_(Exception):
     """The file as a whole cannot be read (no header, undecodable); shown on the run."""
 
 
+class MappingMismatch(Exception):
+    """The source's saved mapping does not fit the file; shown on the run as it is."""
+
+
 @dataclass(frozen=True)
 class FileFormat:
     encoding: str
@@ -306,6 +310,40 @@ def specs_for_source(
     return specs
 
 
+def saved_mapping_check(source: DataSource, headers: list[str]) -> None:
+    """Refuse a file that the source's saved mapping does not fit, before any row is read.
+
+    A mapping saved for one file shape silently emptied a file of another shape: none of its
+    columns matched, so every row became a record without attributes keyed by its content
+    hash (a new record on every re-import). Refused: a file with none of the mapping's
+    columns, and a file without one of its key columns (rows could not be matched to their
+    records). A file with some of the other mapped columns missing imports (exports vary).
+    """
+    saved = list(source.mappings.exclude(source_field="").values_list("source_field", "is_key"))
+    if not saved:
+        return
+    present = set(headers)
+    mapped = [column for column, _key in saved]
+    if not present & set(mapped):
+        raise MappingMismatch(
+            f"None of this file's columns is in the saved mapping of source {source.name!r} "
+            f"(it maps {_names(mapped)}; the file has {_names(headers)}). Map this file in "
+            "the admin (Import runs → Add), or import it into a source of its own."
+        )
+    missing = [column for column, key in saved if key and column not in present]
+    if missing:
+        raise MappingMismatch(
+            f"The file has no column {_names(missing)}, the key of the saved mapping of source "
+            f"{source.name!r}: its rows could not be matched to their records. Map this file "
+            "in the admin (Import runs → Add) and choose its key columns."
+        )
+
+
+def _names(columns: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(c) for c in columns[:limit])
+    return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
+
+
 def with_number_locales(specs: list[FieldSpec], locales: dict[str, str]) -> list[FieldSpec]:
     """The specs with the number format each column showed (``en``/``de``; others unchanged)."""
     return [
@@ -386,6 +424,8 @@ def import_run_execute(*, run: ImportRun) -> ImportRun:
         _import_file(run)
     except (ImportError_, UnicodeDecodeError, csv.Error) as exc:
         _finish(run, ImportRun.Status.FAILED, f"The file cannot be read: {exc}")
+    except MappingMismatch as exc:
+        _finish(run, ImportRun.Status.FAILED, str(exc))
     except Exception as exc:
         # The exception's message may quote row values (a database error's DETAIL): log where
         # it happened and its type, never its text.
@@ -435,6 +475,7 @@ def _import_file(run: ImportRun) -> None:
         headers=fmt.headers,
         date_orders=fmt.date_orders,
     )
+    saved_mapping_check(source, fmt.headers)
     specs = specs_for_source(source, fmt.headers, number_locales=fmt.number_locales)
     state = _Batch(run, source, specs, fmt.date_orders)
     state.mapper = RowMapper(specs, region=source.default_region, date_orders=fmt.date_orders)

@@ -451,6 +451,56 @@ def test_saved_mapping_wins_over_the_default(make_source, import_csv):
     ]
 
 
+def _german_mapping(source):
+    mapping_save(
+        source=source,
+        specs=[
+            FieldSpec("Mail", "email", is_key=True),
+            FieldSpec("Vorname", "first_name"),
+            FieldSpec("Kundennr", "customer_id"),
+        ],
+    )
+
+
+def test_a_file_none_of_whose_columns_the_saved_mapping_names_fails_and_creates_nothing(
+    make_source, import_csv
+):
+    source = make_source(name="CRM")
+    _german_mapping(source)
+
+    run = import_csv(source, "email,first_name\nann@example.com,Ann\n")
+
+    assert run.status == "failed"
+    assert run.error == (
+        "None of this file's columns is in the saved mapping of source 'CRM' (it maps 'Mail', "
+        "'Vorname', 'Kundennr'; the file has 'email', 'first_name'). Map this file in the "
+        "admin (Import runs → Add), or import it into a source of its own."
+    )
+    assert (SourceRecord.objects.count(), Profile.objects.count(), run.created_count) == (0, 0, 0)
+
+
+def test_a_file_without_the_saved_mappings_key_column_fails(make_source, import_csv):
+    source = make_source(name="CRM")
+    _german_mapping(source)
+
+    run = import_csv(source, "Vorname,Kundennr\nAnn,K-7\n")
+
+    assert run.status == "failed"
+    assert run.error.startswith("The file has no column 'Mail', the key of the saved mapping")
+    assert SourceRecord.objects.count() == 0
+
+
+def test_a_file_missing_only_some_mapped_columns_imports(make_source, import_csv):
+    source = make_source(name="CRM")
+    _german_mapping(source)
+
+    run = import_csv(source, "Mail,Vorname\nann@example.com,Ann\n")
+
+    assert (run.status, run.created_count) == ("succeeded", 1)
+    record = SourceRecord.objects.get()
+    assert (record.external_key, record.attributes["first_name"]) == ("ann@example.com", "Ann")
+
+
 def test_csv_preview_returns_headers_and_first_rows(tmp_path):
     path = tmp_path / "preview.csv"
     path.write_text("email,first_name\n" + "".join(f"u{i}@example.com,U{i}\n" for i in range(9)))
