@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -119,20 +121,27 @@ def segment_list_view(request: Request) -> Response:
     return Response(SegmentDetailSerializer(segment).data, status=status.HTTP_201_CREATED)
 
 
+_WHOLE_NUMBER_RE = re.compile(r"-?[0-9]{1,20}")
+DATABASE_INT_MAX = 2**63 - 1  # a bigint; offsets and ids beyond it cannot be bound
+
+
 def _whole_number(
     request: Request, name: str, default: int, *, minimum: int, maximum: int | None = None
 ) -> int:
-    """A query parameter that must be a whole number in range; anything else is a 400."""
+    """A query parameter that must be a whole number in range; anything else is a 400.
+
+    Plain ASCII digits only (``int`` also reads "+1", " 1", "1_000" and other scripts' digits),
+    and never beyond what a database integer holds (a larger offset or id was a 500).
+    """
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError("invalid", f"{name} must be a whole number.") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ApiError("invalid", f"{name} must be {bounds}.")
+    if not _WHOLE_NUMBER_RE.fullmatch(raw):
+        raise ApiError("invalid", f"{name} must be a whole number.")
+    value = int(raw)
+    maximum = DATABASE_INT_MAX if maximum is None else maximum
+    if value < minimum or value > maximum:
+        raise ApiError("invalid", f"{name} must be between {minimum} and {maximum}.")
     return value
 
 

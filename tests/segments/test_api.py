@@ -332,10 +332,26 @@ def test_list_pages_by_offset_and_limit_and_refuses_bad_numbers(api, db):
 
     assert (first["count"], [s["name"] for s in first["results"]]) == (3, ["Alpha", "Beta"])
     assert ([s["name"] for s in second["results"]], second["next_offset"]) == (["Gamma"], None)
-    for query in ("limit=abc", "limit=0", "limit=1001", "offset=-1", "offset=1.5"):
+    for query in (
+        "limit=abc",
+        "limit=0",
+        "limit=1001",
+        "limit=%2B1",  # +1
+        "limit=1_0",
+        "offset=-1",
+        "offset=1.5",
+        "offset=9223372036854775808",  # beyond a bigint: was a 500
+        "offset=99999999999999999999999",
+    ):
         response = api.get(f"/api/segments?{query}")
         assert (response.status_code, response.json()["code"]) == (400, "invalid"), query
-    members = api.get(f"/api/segments/{Segment.objects.get(name='Alpha').pk}/members?limit=x")
+    alpha = Segment.objects.get(name="Alpha").pk
+    huge = api.get(f"/api/segments/{alpha}/members?after=99999999999999999999")
+    assert (huge.status_code, huge.json()["message"]) == (
+        400,
+        "after must be between 0 and 9223372036854775807.",
+    )
+    members = api.get(f"/api/segments/{alpha}/members?limit=x")
     assert (members.status_code, members.json()["message"]) == (
         400,
         "limit must be a whole number.",
