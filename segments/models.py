@@ -86,6 +86,7 @@ class SegmentRefresh(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "segment refreshes"
         indexes = [models.Index(fields=["segment", "status", "finished_at"])]
 
     def __str__(self) -> str:
