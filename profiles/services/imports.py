@@ -140,11 +140,12 @@ def sniff_delimiter(sample: str) -> str:
 
     Records are parsed with the csv module, so quoted fields with delimiters or line breaks
     inside do not mislead it. The last record of the sample may be cut off and is ignored.
+    Lines may end with CR LF, LF or a bare CR (as the file is read: ``newline=""``).
     """
     best, best_rank = ",", (-1.0, 0)
     for delimiter in DELIMITERS:
         try:
-            records = list(csv.reader(io.StringIO(sample), delimiter=delimiter))
+            records = list(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter))
         except csv.Error:
             continue
         records = [r for r in records if any(v.strip() for v in r)]

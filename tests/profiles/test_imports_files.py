@@ -100,6 +100,17 @@ def test_delimiter_is_sniffed(delimiter):
     assert sniff_delimiter(sample) == delimiter
 
 
+def test_a_file_with_carriage_returns_only_is_sniffed_and_read(make_source, import_csv):
+    # Excel for Mac's "CSV (Macintosh)" ends lines with a bare CR.
+    content = "email;first_name\rann@example.com;Ann\rbob@example.com;Bob\r"
+
+    run = import_csv(make_source(), content)
+
+    assert (run.delimiter, run.headers, run.created_count) == (";", ["email", "first_name"], 2)
+    ann = SourceRecord.objects.get(external_key="email:ann@example.com")
+    assert ann.attributes == {"email": "ann@example.com", "first_name": "Ann"}
+
+
 def test_quoted_field_with_embedded_newlines_stays_one_value(make_source, import_csv):
     content = (
         "email;note;first_name\n"
