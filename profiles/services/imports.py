@@ -223,10 +223,16 @@ def _scan(path, encoding, delimiter, specs_for) -> FileFormat:
         number_positions = [(c, headers.index(c)) for c in number_columns(specs) if c in headers]
         numbers: dict[str, set[str]] = {c: set() for c, _ in number_positions}
         rows = 0
-        for values in reader:
+        for number, values in enumerate(reader, start=1):
             if not any(v.strip() for v in values):
                 continue
             rows += 1
+            # The first 64 KB were checked as bytes; PostgreSQL cannot store U+0000 at all.
+            if "\x00" in "\x1f".join(values):
+                raise ImportError_(
+                    "This is not a CSV or text file: it looks like binary data "
+                    f"(a NUL byte in data row {number}), not text."
+                )
             for column, index in positions:
                 if index < len(values) and values[index].strip():
                     evidence[column].add(date_evidence(values[index]))
