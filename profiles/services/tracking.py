@@ -692,7 +692,12 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
             if attr.identifier:
                 # The identity keeps the raw value; the attribute holds its key when it has one.
                 update.identities[(attr.identifier, str(text))] = None
-                converted = identifier_key(attr.identifier, text, region=region).key or text
+                result = identifier_key(attr.identifier, text, region=region)
+                if result.key is None and result.flag.startswith("scientific"):
+                    # 2.02555E+09 lost its last digits in a spreadsheet: never a phone number.
+                    notes.append(f"trait {name}: {result.flag}")
+                    continue
+                converted = result.key or text
             elif attr.type == AttributeType.DATE:
                 converted = parse_iso_date(str(text))  # the spec's dates are ISO-8601
             else:

@@ -405,6 +405,23 @@ def test_unusable_trait_value_is_noted_on_the_raw_record(client, api_source):
     assert email.flag.startswith("not a valid e-mail address")
 
 
+def test_a_phone_trait_in_excel_scientific_notation_is_not_the_phone_attribute(client, api_source):
+    message = identify(traits={"phone": "2.02555E+09", "address": {"country": "US"}})
+
+    response = send(client, "/v1/identify", message, key=api_source.write_key)
+
+    assert response.status_code == 200
+    record = SourceRecord.objects.get()
+    assert "phone" not in record.attributes
+    assert record.traits["phone"] == "2.02555E+09"
+    phone = Identity.objects.get(type="phone")
+    assert (phone.raw_value, phone.key) == ("2.02555E+09", None)
+    assert RawRecord.objects.get().error == (
+        "trait phone: scientific notation (a spreadsheet mangled this number)"
+    )
+    assert Profile.objects.get().phone == ""
+
+
 def test_event_time_corrects_the_senders_clock_skew(client, api_source):
     message = track(timestamp=None, originalTimestamp="2024-05-01T10:00:00Z")
     message.pop("timestamp")
