@@ -251,6 +251,10 @@ def message_prepare(message: object, batch: dict) -> dict:
     for key in ("context", "integrations", "sentAt"):
         if key in batch and key not in message:
             message[key] = batch[key]
+        elif key != "sentAt" and isinstance(batch.get(key), dict):
+            # Merged with the message's own object (Segment's rule); the message's keys win.
+            own = message[key]
+            message[key] = {**batch[key], **own} if isinstance(own, dict) else own
     problem = json_value_problem(message)
     if problem:
         raise MessageError(problem)

@@ -260,6 +260,25 @@ def test_batch_applies_batch_level_context(client, api_source):
     assert Event.objects.get().context == {"ip": "198.51.100.1"}
 
 
+def test_batch_level_context_and_integrations_merge_with_a_messages_own(client, api_source):
+    # Segment: the batch's context and integrations "will be merged with any context inside
+    # each of the items in the batch"; a key the message sets itself wins.
+    message = track(context={"ip": "203.0.113.7"}, integrations={"Mixpanel": False})
+    body = {
+        "batch": [message],
+        "context": {"ip": "198.51.100.1", "library": {"name": "custom", "version": "1.0"}},
+        "integrations": {"All": True, "Mixpanel": True},
+    }
+
+    send(client, "/v1/batch", body, key=api_source.write_key)
+
+    assert Event.objects.get().context == {
+        "ip": "203.0.113.7",
+        "library": {"name": "custom", "version": "1.0"},
+    }
+    assert RawRecord.objects.get().payload["integrations"] == {"All": True, "Mixpanel": False}
+
+
 def test_invalid_message_in_a_batch_is_kept_rejected_and_the_rest_applied(client, api_source):
     bad = {"type": "track", "messageId": "m-bad", "userId": "u-1"}  # no event name
     response = send(client, "/v1/batch", {"batch": [track(), bad]}, key=api_source.write_key)
