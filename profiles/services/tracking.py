@@ -284,7 +284,7 @@ def message_prepare(message: object, batch: dict) -> dict:
         event_time(message, timezone.now())
     except OverflowError:
         raise MessageError("originalTimestamp corrected by sentAt is out of range") from None
-    if not message.get("messageId"):
+    if message.get("messageId") in (None, ""):  # 0 is an id like any other integer
         message["messageId"] = "hash-" + stable_hash(message)
     return message
 

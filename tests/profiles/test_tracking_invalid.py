@@ -295,6 +295,17 @@ def test_names_and_ids_within_the_rules_are_stored_as_given(client, api_source, 
     assert (event.type, event.name, event.user_id) == stored
 
 
+def test_an_integer_message_id_is_stored_as_its_decimal_text_also_zero(client, api_source):
+    batch = {"batch": [track(1, messageId=0), track(2, messageId=7)]}
+
+    first = post(client, "/v1/batch", batch, api_source.write_key)
+    again = post(client, "/v1/batch", {"batch": [track(1, messageId="0")]}, api_source.write_key)
+
+    assert (first.json(), again.json()) == ({"success": True}, {"success": True})
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["0", "7"]
+    assert sorted(RawRecord.objects.values_list("message_id", flat=True)) == ["0", "7"]
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
