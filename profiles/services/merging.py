@@ -544,8 +544,11 @@ def do_not_merge_store(*, a: int, b: int, reason: str, actor=None) -> None:
 def profile_unmerge(*, merge_log: MergeLog, actor=None) -> list[Profile]:
     """Undo a merge: recreate each absorbed profile with its id and exactly what it had.
 
-    Records, identities and events that arrived after the merge stay with the survivor. Each
-    restored id gets a do-not-merge pair with the survivor, so no later run merges them again.
+    Records, identities and events that arrived after the merge stay with the survivor; an
+    identity of a restored record goes back with it (re-imports give records new identities).
+    The survivor's attributes, and those of a restored profile whose records were updated
+    meanwhile, are derived again from the records each holds. Each restored id gets a
+    do-not-merge pair with the survivor, so no later run merges them again.
     """
     updated = MergeLog.objects.filter(pk=merge_log.pk, unmerged_at__isnull=True).update(
         unmerged_at=timezone.now(), unmerged_by=actor if getattr(actor, "pk", None) else None
@@ -574,6 +577,11 @@ def profile_unmerge(*, merge_log: MergeLog, actor=None) -> list[Profile]:
         Event.objects.filter(pk__in=entry.get("event_ids", []), profile_id=survivor_id).update(
             profile_id=pid
         )
+        # A record re-imported after the merge got new identities on the survivor: they follow
+        # their record back.
+        Identity.objects.filter(source_record__profile_id=pid, profile_id=survivor_id).update(
+            profile_id=pid
+        )
         ProfileRedirect.objects.filter(old_id=pid).delete()
         ProfileRedirect.objects.filter(old_id__in=entry["redirect_ids"]).update(profile_id=pid)
         do_not_merge_store(a=survivor_id, b=pid, reason="unmerged", actor=actor)
@@ -594,6 +602,15 @@ def profile_unmerge(*, merge_log: MergeLog, actor=None) -> list[Profile]:
         survivor_state.pop("created_at", None)
         survivor_state["updated_at"] = survivor_state.get("updated_at") or timezone.now()
         Profile.objects.filter(pk=survivor_id).update(**survivor_state)
+    # Derived values follow the records each side holds now: the survivor's records may have
+    # changed since (later imports, another undone merge), and a restored profile's own records
+    # may have been updated while they were the survivor's.
+    from profiles.services.survivorship import profile_attributes_refresh
+
+    changed = SourceRecord.objects.filter(
+        profile_id__in=restored_ids, updated_at__gt=merge_log.created_at
+    ).values_list("profile_id", flat=True)
+    profile_attributes_refresh(profile_ids=sorted({survivor_id, *changed}))
     audit_record(
         actor=actor,
         action="profile.unmerge",

@@ -211,6 +211,47 @@ def test_merge_then_unmerge_restores_both_exactly_and_no_run_redoes_it(
     assert MergeSuggestion.objects.filter(status="pending").count() == 0
 
 
+THREE = HEADER + "C-1,Ann,Lee,a@x.com,,,,,Aachen,\nC-2,Bob,Stone,b@x.com,,,,,Bonn,\n"
+
+
+def test_undoing_the_earlier_of_two_merges_into_one_survivor_leaves_each_its_own_values(
+    make_source, import_csv
+):
+    source = make_source()
+    import_csv(source, THREE + "C-3,Cid,Cole,c@x.com,,,,,Celle,\n")
+    ids = keys(source)
+    a, b, c = ids["C-1"], ids["C-2"], ids["C-3"]
+    first = profiles_merge(survivor_id=a, other_ids=[b], reason="t")
+    second = profiles_merge(survivor_id=a, other_ids=[c], reason="t")
+
+    profile_unmerge(merge_log=first)  # not the later one first: both logs have survivor a
+    held = set(SourceRecord.objects.filter(profile_id=a).values_list("pk", flat=True))
+    assert set(Profile.objects.get(pk=a).attribute_sources.values()) <= held
+    profile_unmerge(merge_log=second)
+    names = dict(Profile.objects.values_list("pk", "first_name"))
+    assert names == {a: "Ann", b: "Bob", c: "Cid"}
+    assert Profile.objects.get(pk=a).attributes["email"] == "a@x.com"
+
+
+def test_unmerge_after_a_reimport_gives_the_restored_profile_its_identities_and_values(
+    make_source, import_csv
+):
+    source = make_source()
+    import_csv(source, THREE)
+    ids = keys(source)
+    a, b = ids["C-1"], ids["C-2"]
+    log = profiles_merge(survivor_id=a, other_ids=[b], reason="t")
+    # C-2 changed (its identities are written again, on the survivor); C-9 is new.
+    import_csv(source, THREE.replace("Bonn", "Berlin") + "C-9,Ann,Lee,a@x.com,,,,,Aachen,\n")
+
+    profile_unmerge(merge_log=log)
+
+    owners = dict(Identity.objects.values_list("raw_value", "profile_id").order_by("pk"))
+    assert owners == {"C-1": a, "a@x.com": a, "C-9": a, "C-2": b, "b@x.com": b}
+    assert Profile.objects.get(pk=b).city == "Berlin"
+    assert keys(source) == {"C-1": a, "C-2": b, "C-9": a}
+
+
 def test_rejected_suggestion_is_never_suggested_again(make_source, import_csv, admin_user):
     Ruleset.objects.filter(is_active=True).update(auto_threshold=99)
     source = make_source()
