@@ -19,8 +19,9 @@ import time
 from collections import defaultdict
 
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import BigIntegerField, Count, F, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from cdp.audit import audit_record
@@ -215,10 +216,33 @@ def _strong(record: dict) -> dict[str, str]:
 
 
 def do_not_merge_pairs(ids: list[int] | None = None) -> set[tuple[int, int]]:
+    """Do-not-merge pairs (all, or those touching ``ids``), each also as the live profiles its
+    ids were merged into: a pair kept apart stays apart when either side is absorbed later."""
     rows = DoNotMerge.objects.all()
     if ids is not None:
-        rows = rows.filter(Q(left_id__in=ids) | Q(right_id__in=ids))
-    return set(rows.values_list("left_id", "right_id"))
+        old_ids = ProfileRedirect.objects.filter(profile_id__in=ids).values_list("old_id")
+        rows = rows.filter(
+            Q(left_id__in=ids)
+            | Q(right_id__in=ids)
+            | Q(left_id__in=old_ids)
+            | Q(right_id__in=old_ids)
+        )
+    pairs = set()
+    for left, right, live_left, live_right in rows.annotate(
+        live_left=Coalesce(_redirected("left_id"), F("left_id")),
+        live_right=Coalesce(_redirected("right_id"), F("right_id")),
+    ).values_list("left_id", "right_id", "live_left", "live_right"):
+        pairs.add((left, right))
+        if live_left != live_right:
+            pairs.add(matching.pair_key(live_left, live_right))
+    return pairs
+
+
+def _redirected(column: str) -> Subquery:
+    return Subquery(
+        ProfileRedirect.objects.filter(old_id=OuterRef(column)).values("profile_id")[:1],
+        output_field=BigIntegerField(),
+    )
 
 
 def suggestions_upsert(*, suggestions: list[dict], run: ResolutionRun | None = None) -> int:
@@ -276,6 +300,7 @@ def _suggestions_upsert_pg(suggestions: list[dict], run: ResolutionRun | None) -
     table = connection.ops.quote_name(MergeSuggestion._meta.db_table)
     dnm = connection.ops.quote_name(DoNotMerge._meta.db_table)
     profile = connection.ops.quote_name(Profile._meta.db_table)
+    redirect = connection.ops.quote_name(ProfileRedirect._meta.db_table)
     pending = MergeSuggestion.Status.PENDING
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
@@ -305,7 +330,8 @@ def _suggestions_upsert_pg(suggestions: list[dict], run: ResolutionRun | None) -
                         dumps(item.get("reasons", [])),
                     )
                 )
-        # First item per pair, both profiles live, not a do-not-merge pair.
+        # First item per pair, both profiles live, not a do-not-merge pair (read through
+        # redirects, as ``do_not_merge_pairs`` does).
         cursor.execute(
             f"""
             CREATE TEMP TABLE cdp_suggestion_wanted ON COMMIT DROP AS
@@ -313,7 +339,12 @@ def _suggestions_upsert_pg(suggestions: list[dict], run: ResolutionRun | None) -
             WHERE EXISTS (SELECT 1 FROM {profile} p WHERE p.id = b.left_id)
                 AND EXISTS (SELECT 1 FROM {profile} p WHERE p.id = b.right_id)
                 AND NOT EXISTS (SELECT 1 FROM {dnm} d
-                    WHERE d.left_id = b.left_id AND d.right_id = b.right_id)
+                    LEFT JOIN {redirect} rl ON rl.old_id = d.left_id
+                    LEFT JOIN {redirect} rr ON rr.old_id = d.right_id
+                    WHERE least(coalesce(rl.profile_id, d.left_id),
+                            coalesce(rr.profile_id, d.right_id)) = b.left_id
+                        AND greatest(coalesce(rl.profile_id, d.left_id),
+                            coalesce(rr.profile_id, d.right_id)) = b.right_id)
             ORDER BY b.left_id, b.right_id, b.ord
             """
         )

@@ -22,6 +22,7 @@ from profiles.models import (
     SourceRecord,
 )
 from profiles.services.merging import profile_unmerge, profiles_merge, profiles_merge_many
+from profiles.services.resolution import suggestions_upsert
 from profiles.services.suggestions import merge_suggestion_accept, merge_suggestion_reject
 from profiles.services.tracking import tracking_messages_ingest
 
@@ -265,6 +266,28 @@ def test_rejected_suggestion_is_never_suggested_again(make_source, import_csv, a
     call_resolve()
     assert MergeSuggestion.objects.filter(status="pending").count() == 0
     assert Profile.objects.count() == 2
+
+
+def test_do_not_merge_holds_after_one_side_is_merged_into_an_older_profile(
+    make_source, import_csv, admin_user
+):
+    source = make_source()
+    import_csv(source, HEADER + "C-0,Zoe,Quist,zoe@example.com,,,,,,\n" + PAIR[len(HEADER) :])
+    ids = keys(source)
+    older, lena, other_lena = ids["C-0"], ids["C-1"], ids["C-2"]
+    suggestion = MergeSuggestion.objects.create(left_id=lena, right_id=other_lena, score=20.0)
+    merge_suggestion_reject(suggestion=suggestion, actor=admin_user)
+    profiles_merge(survivor_id=older, other_ids=[lena], reason="steward")  # lena is now #older
+
+    # A record with one's e-mail and the other's customer number joins one; no suggestion.
+    import_csv(make_source(), HEADER + "C-2,Lena,Müller,lena@example.de,,,,,,\n")
+    assert MergeSuggestion.objects.filter(status="pending").count() == 0
+    item = {"left": older, "right": other_lena, "score": 9.0, "fields": {}, "rule": ""}
+    assert suggestions_upsert(suggestions=[item]) == 0  # the set-based path on PostgreSQL too
+    run = call_resolve()
+
+    assert (run.report["merges"], run.report["suggestions"]) == (0, 0)
+    assert keys(source) == {"C-0": older, "C-1": older, "C-2": other_lena}
 
 
 def test_late_older_identify_never_overwrites_a_newer_value(make_source):
