@@ -798,6 +798,20 @@ def resolution_run_execute(*, run: ResolutionRun) -> ResolutionRun:
     return run
 
 
+def _unlinkable_keys_drop(columns: dict[str, list], overshared: set[tuple[str, str]]) -> None:
+    """Blank (in place) the identifier keys that must not link: role mailboxes and values on
+    more records than the cap are no evidence in a full run either, as in exact links."""
+    for id_type in MATCH_ID_TYPES:
+        blocked = {key for t, key in overshared if t == id_type}
+        check_role = id_type == IdentifierTypes.EMAIL
+        if not blocked and not check_role:
+            continue
+        column = columns[id_type]
+        for k, key in enumerate(column):
+            if key and (key in blocked or (check_role and is_role_mailbox(key))):
+                column[k] = None
+
+
 def _raw_fields(spec: matching.Spec) -> set[str]:
     """Columns kept as cleaned raw text: names (labels) and fields of ``exact`` criteria."""
     exact = {
@@ -814,6 +828,14 @@ def _run(run: ResolutionRun) -> dict:
     records_total = SourceRecord.objects.count()
     _progress(run, "loading profiles", 0, profiles_before)
     ids, columns = profile_match_columns()
+    overshared = list(
+        Identity.objects.filter(key__isnull=False)
+        .values("type", "key")
+        .annotate(n=Count("source_record_id", distinct=True))
+        .filter(n__gt=run.ruleset.identifier_cap)
+        .order_by("-n")
+    )
+    _unlinkable_keys_drop(columns, {(row["type"], row["key"]) for row in overshared})
     table = matching.table_from_columns(ids, columns, raw_fields=_raw_fields(spec))
     del columns
     index = {pk: k for k, pk in enumerate(table.ids)}
@@ -834,13 +856,6 @@ def _run(run: ResolutionRun) -> dict:
     clock = time.perf_counter()
 
     splits = _splits(spec, table, index)
-    overshared = list(
-        Identity.objects.filter(key__isnull=False)
-        .values("type", "key")
-        .annotate(n=Count("source_record_id", distinct=True))
-        .filter(n__gt=run.ruleset.identifier_cap)
-        .order_by("-n")[:20]
-    )
     timings["reporting"] = time.perf_counter() - clock
     clock = time.perf_counter()
     merged_away = sum(len(c) - 1 for c in decisions.merges)
@@ -880,7 +895,7 @@ def _run(run: ResolutionRun) -> dict:
         "oversized_blocks": [list(b) for b in blocking.oversized_blocks[:20]],
         "oversized_blocks_total": len(blocking.oversized_blocks),
         "overshared_identifiers": [
-            {"type": row["type"], "records": row["n"]} for row in overshared
+            {"type": row["type"], "records": row["n"]} for row in overshared[:20]
         ],
         "examples": {
             "merges": [[_label(table, index[i]) for i in c] for c in decisions.merges[:10]],

@@ -68,6 +68,31 @@ def test_identifier_shared_by_more_records_than_the_cap_stops_linking(make_sourc
     assert run.report["overshared_identifiers"] == [{"type": "email", "records": 5}]
 
 
+def test_full_run_takes_no_evidence_from_a_role_mailbox(make_source, import_csv):
+    source = make_source()
+    import_csv(
+        source,
+        HEADER + "C-1,Anna,Schmidt,info@acme.com,,,,,,\nC-2,Anna,Schmidt,info@acme.com,,,,,,\n",
+    )
+    run = call_resolve()
+
+    assert (run.report["merges"], len(set(keys(source).values()))) == (0, 2)
+    assert MergeSuggestion.objects.count() == 0  # as for exact links: the name alone is no pair
+
+
+def test_full_run_takes_no_evidence_from_an_identifier_over_the_cap(make_source, import_csv):
+    Ruleset.objects.filter(is_active=True).update(identifier_cap=3)
+    source = make_source()
+    rows = "".join(f"C-{n},Anna,Schmidt,shared@acme-corp.com,,,,,,\n" for n in range(5))
+    import_csv(source, HEADER + rows)
+    assert len(set(keys(source).values())) == 5
+
+    run = call_resolve()
+
+    assert (run.report["merges"], len(set(keys(source).values()))) == (0, 5)
+    assert run.report["overshared_identifiers"] == [{"type": "email", "records": 5}]
+
+
 def test_household_phone_with_conflicting_first_name_and_birth_date_stays_two(
     make_source, import_csv
 ):
