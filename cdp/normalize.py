@@ -243,7 +243,13 @@ def identifier_key(id_type: str, raw: object, *, region: str | None = None) -> I
 # ---- Matching normalisation: names, addresses, dates (fuzzy matching compares these forms) ----
 
 _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
-_NON_WORD_RE = re.compile(r"[^0-9a-z]+")
+# Latin letters that Unicode does not decompose into a base letter and a mark (so NFKD would not
+# strip them): their plain spelling, else "Søren Łukasiewicz" would lose letters.
+_UNDECOMPOSED = str.maketrans(
+    {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ħ": "h"}
+)
+# Punctuation and symbols; letters and digits of any script are kept (Иван is a name, not blank).
+_NON_WORD_RE = re.compile(r"[\W_]+")
 
 # Street types and their abbreviations, English and German, folded to one spelling.
 STREET_TYPES = {
@@ -258,12 +264,13 @@ STREET_TYPES = {
 def fold_text(value: object) -> str:
     """Case, German transliteration (ä/ae ö/oe ü/ue ß/ss), then other diacritics removed.
 
-    Applied to both sides, so Müller, MUELLER and mueller share one form; Zoë and Zoe too.
-    Punctuation becomes a space; runs of spaces become one.
+    Applied to both sides, so Müller, MUELLER and mueller share one form; Zoë and Zoe, Søren
+    and Soren too. Punctuation becomes a space; runs of spaces become one; letters of other
+    scripts are kept as they are (lower-cased).
     """
     text = clean_text(value).lower().translate(_GERMAN)
     if not text.isascii():  # ASCII has no diacritics: skip the per-character pass
-        text = unicodedata.normalize("NFKD", text)
+        text = unicodedata.normalize("NFKD", text.translate(_UNDECOMPOSED))
         text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return " ".join(_NON_WORD_RE.sub(" ", text).split())
 

@@ -63,6 +63,15 @@ def test_names_share_a_form_across_case_diacritics_and_german_transliteration(le
     assert normalize_name(left) == normalize_name(right)
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("Søren Østergaard", "soren ostergaard"), ("Łukasz Wałęsa", "lukasz walesa"),
+     ("Ærø", "aero"), ("Þórður", "thordur"), ("Иван Петров", "иван петров"), ("王伟", "王伟")],
+)  # fmt: skip
+def test_names_keep_every_letter(raw, expected):
+    assert normalize_name(raw) == expected
+
+
 def test_transliteration_keeps_distinct_names_apart():
     assert normalize_name("Müller") == "mueller"
     assert normalize_name("Muller") == "muller"
