@@ -273,6 +273,8 @@ def message_prepare(message: object, batch: dict) -> dict:
         raise MessageError("track needs an event name")
     if kind == "alias" and not clean_text(message.get("previousId")):
         raise MessageError("alias needs a previousId")
+    if kind == "group" and not clean_text(message.get("groupId")):
+        raise MessageError("group needs a groupId")
     for name in ("traits", "properties", "context"):
         if name in message and not isinstance(message[name], dict):
             raise MessageError(f"{name} must be an object")
@@ -689,6 +691,14 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
             candidates.append(("company", value))
     for name, value in candidates:
         attr = CANONICAL_ATTRIBUTES[name]
+        # The trait itself is kept verbatim; only a single value of the attribute's kind
+        # becomes the attribute (a list or object would be stored as its Python text).
+        if isinstance(value, (dict, list)):
+            notes.append(f"trait {name}: a list or object, not a single value")
+            continue
+        if isinstance(value, bool) and attr.type != AttributeType.BOOLEAN:
+            notes.append(f"trait {name}: true/false is not a {attr.type} value")
+            continue
         text = clean_text(value) if not isinstance(value, bool) else value
         if text == "" or text is None:
             continue

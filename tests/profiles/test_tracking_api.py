@@ -441,6 +441,40 @@ def test_a_phone_trait_in_excel_scientific_notation_is_not_the_phone_attribute(c
     assert Profile.objects.get().phone == ""
 
 
+def test_a_trait_that_is_a_list_object_or_true_false_is_kept_but_not_an_attribute(
+    client, api_source
+):
+    traits = {
+        "email": ["lena@example.de"],
+        "firstName": "Lena",
+        "lastName": {"family": "Vogt"},
+        "phone": True,
+    }
+
+    response = send(client, "/v1/identify", identify(traits=traits), key=api_source.write_key)
+
+    assert response.status_code == 200
+    record = SourceRecord.objects.get()
+    assert record.traits == traits
+    assert record.attributes == {"first_name": "Lena"}
+    assert list(Identity.objects.values_list("type", "raw_value")) == [("user_id", "u-1")]
+    assert RawRecord.objects.get().error == (
+        "trait email: a list or object, not a single value; "
+        "trait last_name: a list or object, not a single value; "
+        "trait phone: true/false is not a phone value"
+    )
+
+
+def test_a_group_call_without_a_group_id_is_rejected(client, api_source):
+    message = {"type": "group", "messageId": "g-1", "userId": "u-1", "traits": {"name": "Acme"}}
+
+    response = send(client, "/v1/group", message, key=api_source.write_key)
+
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [{"index": 0, "message": "group needs a groupId"}]
+    assert Event.objects.count() == 0
+
+
 def test_event_time_corrects_the_senders_clock_skew(client, api_source):
     message = track(timestamp=None, originalTimestamp="2024-05-01T10:00:00Z")
     message.pop("timestamp")
