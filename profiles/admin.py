@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
+from cdp.normalize import IdentifierTypes
 from profiles.models import (
     DataSource,
     Event,
@@ -20,7 +20,7 @@ from profiles.models import (
     RawRecord,
     SourceRecord,
 )
-from profiles.selectors import profile_recent_events
+from profiles.selectors import lookup_keys, profile_recent_events
 
 
 def _table(headers: list[str], rows) -> str:
@@ -181,18 +181,12 @@ class ProfileAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return results, may_have_duplicates
-        keys = set()
+        condition = Q()
         for id_type in IdentifierTypes.ALL:
-            try:
-                key = identifier_key(id_type, term, region=None).key
-            except InvalidValue:
-                continue
-            if key:
-                keys.add((id_type, key))
-        if keys:
-            condition = Q()
-            for id_type, key in keys:
-                condition |= Q(type=id_type, key=key)
+            keys = lookup_keys(id_type, term)
+            if keys:
+                condition |= Q(type=id_type, key__in=keys)
+        if condition:
             ids = Identity.objects.filter(condition).values("profile_id")
             results = results | queryset.filter(pk__in=ids)
         return results, may_have_duplicates

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from cdp.api import ApiError
 from profiles.constants import IdentifierType
 from profiles.models import Identity, Profile, SourceRecord
-from profiles.selectors import profile_get, profile_lookup, profile_parts
+from profiles.selectors import AmbiguousLookup, profile_get, profile_lookup, profile_parts
 
 
 class CanViewProfiles(BasePermission):
@@ -77,9 +77,12 @@ def profile_lookup_view(request: Request) -> Response:
         raise ApiError("invalid_type", f"type must be one of: {', '.join(IdentifierType.values)}.")
     if not value.strip():
         raise ApiError("missing_value", "value is required.")
-    profile = profile_lookup(
-        id_type=id_type, value=value, region=request.query_params.get("region", "")
-    )
+    try:
+        profile = profile_lookup(
+            id_type=id_type, value=value, region=request.query_params.get("region", "")
+        )
+    except AmbiguousLookup as exc:
+        raise ApiError("ambiguous_identifier", str(exc)) from exc
     if profile is None:
         raise ApiError("not_found", "No profile has this identifier.", 404)
     return profile_response(request, profile)

@@ -6,11 +6,12 @@ import csv
 import io
 from collections.abc import Iterator
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.conf import settings
+from django.db.models import Count, Min, Prefetch, QuerySet
 
-from cdp.normalize import IdentifierKey, InvalidValue, identifier_key
+from cdp.normalize import IdentifierTypes, InvalidValue, identifier_key
 from cdp.spreadsheet import spreadsheet_safe
-from profiles.models import Event, Identity, Profile, SourceRecord
+from profiles.models import DataSource, Event, Identity, Profile, SourceRecord
 from profiles.services.resolution import profile_resolve_id
 
 
@@ -32,22 +33,56 @@ def profile_get(*, profile_id: int) -> Profile | None:
     return profile_detail_queryset().get(pk=live.pk)
 
 
+class AmbiguousLookup(ValueError):
+    """A phone number without a region that names different people in different regions."""
+
+
+def lookup_keys(id_type: str, value: str, region: str = "") -> set[str]:
+    """The keys a searched identifier may be stored under.
+
+    A phone number written without its country code ("(401) 465-2236") is read in the given
+    region, else in each region it may have been stored under: the installation's default
+    and every source's default region (imports and tracking normalise with those).
+    """
+    regions: list[str | None] = [region.upper()] if region else [None]
+    if id_type == IdentifierTypes.PHONE and not region:
+        sources = DataSource.objects.values_list("default_region", flat=True).distinct()
+        regions += sorted({settings.CDP_DEFAULT_PHONE_REGION.upper(), *sources} - {""})
+    keys = set()
+    for candidate in regions:
+        try:
+            key = identifier_key(id_type, value, region=candidate).key
+        except InvalidValue:
+            continue
+        if key:
+            keys.add(key)
+    return keys
+
+
 def profile_lookup(*, id_type: str, value: str, region: str = "") -> Profile | None:
-    """The profile holding an identifier, given in any spelling its type normalises."""
-    try:
-        result = identifier_key(id_type, value, region=region or None)
-    except InvalidValue:
-        result = IdentifierKey(None, "invalid")
-    if result.key is None:
+    """The profile holding an identifier, given in any spelling its type normalises.
+
+    AmbiguousLookup when a phone number without a region reads as the numbers of different
+    people in the regions tried (the caller must name the region).
+    """
+    keys = lookup_keys(id_type, value, region)
+    if not keys:
         return None
-    identity = (
-        Identity.objects.filter(type=id_type, key=result.key, profile__isnull=False)
-        .order_by("profile_id")
-        .first()
+    # Per key the first profile holding it (one key on two profiles is not this ambiguity).
+    found = dict(
+        Identity.objects.filter(type=id_type, key__in=keys, profile__isnull=False)
+        .values("key")
+        .annotate(first=Min("profile_id"))
+        .values_list("key", "first")
     )
-    if identity is None:
+    if not found:
         return None
-    return profile_detail_queryset().get(pk=identity.profile_id)
+    if len(set(found.values())) > 1:
+        raise AmbiguousLookup(
+            f"{value} is the number of different people in different regions "
+            f"({', '.join(sorted(found))}); give region."
+        )
+    return profile_detail_queryset().get(pk=min(found.values()))
 
 
 def profile_recent_events(*, profile: Profile, limit: int = 20) -> QuerySet[Event]:

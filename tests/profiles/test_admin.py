@@ -146,6 +146,23 @@ def test_profile_search_by_phone_in_another_format(admin_client, make_source, im
     assert search(admin_client, "0049301234567") == [people["Vogt"].pk]
 
 
+def test_profile_search_by_a_national_phone_reads_it_in_every_sources_region(
+    admin_client, make_source
+):
+    from profiles.services.tracking import tracking_messages_ingest
+
+    ids = {}
+    for region, number in (("US", "(401) 465-2236"), ("DE", "040 14652236")):
+        source = make_source(kind="api", default_region=region)
+        message = {"type": "identify", "userId": region, "traits": {"phone": number}}
+        tracking_messages_ingest(source=source, messages=[{**message, "messageId": region}])
+        ids[region] = source.records.get().profile_id
+
+    # "401 4652236" is a Rhode Island number in the US and a Hamburg one in Germany: both shown.
+    assert search(admin_client, "(401) 465-2236") == sorted(ids.values())
+    assert search(admin_client, "+1 401 465 2236") == [ids["US"]]
+
+
 def test_profile_search_by_name(admin_client, make_source, import_csv):
     people = make_people(make_source, import_csv)
 

@@ -123,11 +123,47 @@ def test_lookup_by_any_identifier_returns_the_unified_profile(steward, lena, par
     assert_is_lena(response.json(), lena)
 
 
-def test_lookup_of_a_national_phone_without_region_finds_nothing(marketer, lena):
+def test_lookup_of_a_national_phone_no_region_reads_finds_nothing(marketer, lena):
+    # Lena's number was read as American from her row's country; no source has a region.
     response = lookup(marketer, type="phone", value="202-555-0143")
 
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+def phone_person(source, user_id: str, phone: str) -> int:
+    tracking_messages_ingest(
+        source=source,
+        messages=[
+            {"type": "identify", "messageId": user_id, "userId": user_id, "traits": {"phone": phone}}
+        ],
+    )
+    return SourceRecord.objects.get(source=source, external_key=f"user:{user_id}").profile_id
+
+
+def test_lookup_of_a_national_phone_reads_it_in_the_sources_regions(marketer, make_source):
+    us = phone_person(make_source(kind="api", default_region="US"), "u-1", "(401) 465-2236")
+
+    response = lookup(marketer, type="phone", value="401.465.2236")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == us
+
+
+def test_lookup_of_a_national_phone_that_names_two_people_needs_the_region(marketer, make_source):
+    german = phone_person(make_source(kind="api", default_region="DE"), "u-de", "06123 45678")
+    french = phone_person(make_source(kind="api", default_region="FR"), "u-fr", "06 12 34 56 78")
+
+    response = lookup(marketer, type="phone", value="0612345678")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "ambiguous_identifier",
+        "message": "0612345678 is the number of different people in different regions "
+        "(+33612345678, +49612345678); give region.",
+    }
+    assert lookup(marketer, type="phone", value="0612345678", region="fr").json()["id"] == french
+    assert lookup(marketer, type="phone", value="0612345678", region="DE").json()["id"] == german
 
 
 def test_lookup_unknown_identifier_is_404_json(marketer, lena):
