@@ -80,12 +80,15 @@ def _write_key(request: HttpRequest, body: dict) -> str:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("basic "):
         try:
-            decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise RequestError(
                 "invalid_auth", "The Authorization header is malformed.", 401
             ) from None
-        return decoded.split(":", 1)[0]
+        user = decoded.split(":", 1)[0]
+        if user:
+            return user
+        # An empty Basic user (":") names no key: the body's writeKey may.
     key = body.get("writeKey")
     return key if isinstance(key, str) else ""
 

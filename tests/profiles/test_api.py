@@ -135,7 +135,12 @@ def phone_person(source, user_id: str, phone: str) -> int:
     tracking_messages_ingest(
         source=source,
         messages=[
-            {"type": "identify", "messageId": user_id, "userId": user_id, "traits": {"phone": phone}}
+            {
+                "type": "identify",
+                "messageId": user_id,
+                "userId": user_id,
+                "traits": {"phone": phone},
+            }
         ],
     )
     return SourceRecord.objects.get(source=source, external_key=f"user:{user_id}").profile_id

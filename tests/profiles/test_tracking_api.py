@@ -95,16 +95,27 @@ def test_missing_write_key_is_401_json(client, api_source):
     assert response.json() == {"code": "missing_write_key", "message": "No write key was sent."}
 
 
-def test_malformed_basic_auth_is_401_json(client, api_source):
+@pytest.mark.parametrize("credentials", ["***not base64***", "%%%", "bGVuYQ=x"])
+def test_malformed_basic_auth_is_401_json(client, api_source, credentials):
     response = client.post(
         "/v1/track",
         data=json.dumps(track()),
         content_type="application/json",
-        headers={"Authorization": "Basic ***not base64***"},
+        headers={"Authorization": f"Basic {credentials}"},
     )
 
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_auth"
+    assert Event.objects.count() == 0
+
+
+def test_an_empty_basic_user_leaves_the_key_to_the_body(client, api_source):
+    body = {**track(), "writeKey": api_source.write_key}
+
+    response = send(client, "/v1/track", body, key="")
+
+    assert response.status_code == 200
+    assert Event.objects.count() == 1
 
 
 def test_malformed_json_is_400_json(client, api_source):
