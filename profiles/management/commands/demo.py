@@ -20,7 +20,8 @@ from profiles.models import DataSource, Event, Profile, SourceRecord
 from profiles.services.imports import import_run_create
 from profiles.services.tracking import tracking_messages_ingest
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo_data"
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+DEMO_DIR = PROJECT_DIR / "profiles" / "demo_data"
 DEMO_PASSWORD = os.environ.get("CDP_DEMO_PASSWORD", "cdp-demo")
 DEMO_USERS = {
     "admin": None,
@@ -119,12 +120,32 @@ class Command(BaseCommand):
                 "A qcluster worker runs background jobs. Stop with Ctrl+C.\n"
             )
         )
-        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"])
+        serve(host_port)
+
+
+def serve(host_port: str, *, worker_grace: float = 15) -> None:
+    """The development server with one qcluster worker beside it.
+
+    Ctrl+C or SIGTERM stops both: the worker gets SIGTERM and ``worker_grace`` seconds to
+    finish, then is killed (without the handler a SIGTERM ended this process at once and left
+    the worker running).
+    """
+    worker = subprocess.Popen([sys.executable, str(PROJECT_DIR / "manage.py"), "qcluster"])
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        call_command("runserver", host_port, use_reloader=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        worker.send_signal(signal.SIGTERM)
         try:
-            call_command("runserver", host_port, use_reloader=False)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
+            worker.wait(timeout=worker_grace)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def _jsonl_batches(path: Path, size: int):
