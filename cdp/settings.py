@@ -201,12 +201,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"no_query": {"()": "cdp.logs.QueryStringRedacted"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # One line per 4xx/5xx: Django's own console handler (DEBUG) and the root's printed both.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # runserver's request lines, without the query strings that carry identifiers.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["no_query"],
+        },
     },
 }
 
