@@ -118,14 +118,34 @@ _NOT_TEXT = (
 )
 
 
-def _not_text(head: bytes) -> str:
-    """Why these first bytes are not a text file (empty when they may be one)."""
+def _writes_nul(encoding: str) -> bool:
+    """Whether the encoding writes NUL bytes for plain ASCII text (UTF-16, UTF-32)."""
+    return bool(encoding) and b"\x00" in "a".encode(encoding)
+
+
+def _not_text(head: bytes, encoding: str = "") -> str:
+    """Why these first bytes are not a text file (empty when they may be one).
+
+    NUL bytes are expected in UTF-16 or UTF-32, whether a byte-order mark or the user says so.
+    """
     for magic, what in _NOT_TEXT:
         if head.startswith(magic):
             return what
-    if b"\x00" in head and not _bom_encoding(head).startswith("utf-16"):
+    if b"\x00" in head and not _writes_nul(encoding or _bom_encoding(head)):
         return "binary data (NUL bytes), not text"
     return ""
+
+
+def _byte_order(encoding: str, head: bytes) -> str:
+    """A chosen UTF-16 without a byte-order mark, made explicit: little-endian (what Windows
+    and Excel write) unless the NUL bytes of ASCII text fall first in each pair (big-endian).
+    Python would otherwise use the server's own byte order."""
+    if codecs.lookup(encoding).name != "utf-16" or _bom_encoding(head) == "utf-16":
+        return encoding
+    pairs = [head[i : i + 2] for i in range(0, len(head) - 1, 2)]
+    nul_first = sum(1 for pair in pairs if pair[0] == 0 and pair[1] != 0)
+    nul_second = sum(1 for pair in pairs if pair[1] == 0 and pair[0] != 0)
+    return "utf-16-be" if nul_first > nul_second else "utf-16-le"
 
 
 def _mostly_control(sample: str) -> bool:
@@ -179,14 +199,15 @@ def scan_file(
         head = handle.read(SNIFF_BYTES)
     if not head.strip():
         raise ImportError_("The file is empty.")
-    if what := _not_text(head):
-        raise ImportError_(f"This is not a CSV or text file: it looks like {what}.")
     if encoding:
         try:
-            codecs.lookup(encoding)
+            "a".encode(encoding)  # a text encoding, not a codec such as rot13 or base64
         except LookupError:
             raise ImportError_(f"Unknown encoding {encoding!r}.") from None
-        candidates = [encoding]
+    if what := _not_text(head, encoding):
+        raise ImportError_(f"This is not a CSV or text file: it looks like {what}.")
+    if encoding:
+        candidates = [_byte_order(encoding, head)]
     else:
         candidates = [_bom_encoding(head) or "utf-8", "cp1252", "latin-1"]
     last_error: UnicodeDecodeError | None = None

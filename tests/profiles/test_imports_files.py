@@ -89,6 +89,84 @@ def test_utf16_excel_unicode_text_is_read(make_source, import_csv):
     assert Profile.objects.get().first_name == "Zoë"
 
 
+def import_with_encoding(source, content: bytes, encoding: str, name: str = "u.txt"):
+    return import_run_create(
+        source=source, file=text_file(content, name), encoding=encoding, sync=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("byte_order", "read_as"), [("utf-16-le", "utf-16-le"), ("utf-16-be", "utf-16-be")]
+)
+def test_utf16_without_a_bom_is_read_when_chosen(make_source, byte_order, read_as):
+    # Excel's "Unicode text" saved by some tools without a byte-order mark: NUL bytes in every
+    # other place. Chosen as UTF-16, it is text, whichever byte order (not the server's).
+    content = "email\tfirst_name\r\nz@example.pl\tZoë\r\n".encode(byte_order)
+
+    run = import_with_encoding(make_source(), content, "utf-16")
+
+    assert (run.status, run.error, run.encoding, run.delimiter) == ("succeeded", "", read_as, "\t")
+    assert Profile.objects.get().first_name == "Zoë"
+
+
+def test_utf16_with_a_bom_chosen_as_utf16_keeps_the_bom_out_of_the_header(make_source):
+    content = "email\tfirst_name\r\nz@example.pl\tZoë\r\n".encode("utf-16")
+
+    run = import_with_encoding(make_source(), content, "utf-16")
+
+    assert (run.status, run.encoding, run.headers) == (
+        "succeeded",
+        "utf-16",
+        ["email", "first_name"],
+    )
+    assert Profile.objects.get().first_name == "Zoë"
+
+
+def test_utf16_without_a_bom_and_no_encoding_chosen_is_still_refused(make_source):
+    content = "email\tfirst_name\r\nz@example.pl\tZoë\r\n".encode("utf-16-le")
+
+    run = import_with_encoding(make_source(), content, "")
+
+    assert run.status == "failed"
+    assert run.error == (
+        "The file cannot be read: This is not a CSV or text file: it looks like binary data "
+        "(NUL bytes), not text."
+    )
+    assert RawRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "encoding", "looks_like"),
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "", "an Excel workbook (.xlsx)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "", "a PNG image"),
+        # A chosen encoding does not turn a workbook or an image into text.
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "utf-16", "an Excel workbook (.xlsx)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "utf-16", "a PNG image"),
+        # NUL bytes are binary in an encoding that never writes them.
+        (b"email\x00\x01\x02,name\nx\x00y\n", "cp1252", "binary data (NUL bytes)"),
+    ],
+)
+def test_binary_files_are_still_refused(make_source, content, encoding, looks_like):
+    run = import_with_encoding(make_source(), content, encoding, name="export.csv")
+
+    assert run.status == "failed"
+    assert run.error.startswith(
+        f"The file cannot be read: This is not a CSV or text file: it looks like {looks_like}"
+    )
+    assert RawRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("encoding", ["base64", "no-such-encoding"])
+def test_a_chosen_encoding_that_is_no_text_encoding_fails_with_a_message(make_source, encoding):
+    run = import_with_encoding(make_source(), b"email\na@example.com\n", encoding)
+
+    assert (run.status, run.error) == (
+        "failed",
+        f"The file cannot be read: Unknown encoding {encoding!r}.",
+    )
+
+
 # --- delimiters and embedded newlines --------------------------------------------------------
 
 
