@@ -352,6 +352,31 @@ def test_ambiguous_date_column_needs_an_explicit_format(make_source, import_csv)
     assert SourceRecord.objects.get(external_key="a@x.de").attributes["birth_date"] == "1980-03-04"
 
 
+def test_reimport_with_a_saved_date_format_names_it_when_a_value_does_not_match(
+    make_source, import_csv
+):
+    source = make_source()
+    mapping_save(
+        source=source,
+        specs=[
+            FieldSpec("email", "email", is_key=True),
+            FieldSpec("born", "birth_date", date_format="%d.%m.%Y"),
+        ],
+    )
+    import_csv(source, "email,born\na@x.de,31.01.1980\n")
+
+    again = import_csv(source, "email,born\na@x.de,31.01.1980\nb@x.de,01/31/1980\n")
+
+    assert (again.unchanged_count, again.rejected_count, again.rejected_reasons) == (
+        1,
+        1,
+        {"invalid_date": 1},
+    )
+    assert RawRecord.objects.get(status="rejected").error == (
+        "born: '01/31/1980' is not a date in the format DD.MM.YYYY"
+    )
+
+
 def test_dotted_german_dates_are_day_first(make_source, import_csv):
     import_csv(make_source(), "email,birth_date\na@x.de,03.04.1980\n")
 
