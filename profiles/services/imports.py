@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import encodings.cp1252
 import io
 import json
 import logging
@@ -68,6 +69,47 @@ ENCODING_CHOICES = [
     ("utf-16", "UTF-16 (Excel 'Unicode text')"),
     ("mac_roman", "Mac Roman"),
 ]
+# Windows-1252 as browsers read it (WHATWG): the five bytes it leaves undefined (0x81, 0x8D,
+# 0x8F, 0x90, 0x9D) are read as Latin-1 (the C1 controls U+0081...), every other byte as
+# Windows-1252. A detected Windows-1252 file with a stray undefined byte is read with it, so
+# its euro signs and curly quotes stay what they are (read as Latin-1, the whole file's
+# 0x80-0x9F bytes became invisible control characters). Shown on the run by this name.
+CP1252_LATIN1 = "cp1252+latin-1"
+_CP1252_LATIN1_TABLE = "".join(
+    chr(byte) if char == "\ufffe" else char  # U+FFFE: undefined in the charmap table
+    for byte, char in enumerate(encodings.cp1252.decoding_table)
+)
+_CP1252_LATIN1_ENCODING = codecs.charmap_build(_CP1252_LATIN1_TABLE)
+
+
+class _Cp1252Latin1Decoder(codecs.IncrementalDecoder):
+    def decode(self, input, final=False):
+        return codecs.charmap_decode(input, self.errors, _CP1252_LATIN1_TABLE)[0]
+
+
+class _Cp1252Latin1Encoder(codecs.IncrementalEncoder):
+    def encode(self, input, final=False):
+        return codecs.charmap_encode(input, self.errors, _CP1252_LATIN1_ENCODING)[0]
+
+
+def _cp1252_latin1_search(name: str) -> codecs.CodecInfo | None:
+    if name != "cp1252_latin_1":  # CP1252_LATIN1 as the codec registry normalises it
+        return None
+    return codecs.CodecInfo(
+        name=CP1252_LATIN1,
+        encode=lambda text, errors="strict": codecs.charmap_encode(
+            text, errors, _CP1252_LATIN1_ENCODING
+        ),
+        decode=lambda data, errors="strict": codecs.charmap_decode(
+            data, errors, _CP1252_LATIN1_TABLE
+        ),
+        incrementalencoder=_Cp1252Latin1Encoder,
+        incrementaldecoder=_Cp1252Latin1Decoder,
+    )
+
+
+codecs.register(_cp1252_latin1_search)
+
 DELIMITER_CHOICES = [
     ("", "Detect"),
     (",", "Comma ,"),
@@ -192,8 +234,9 @@ def scan_file(
     and the number format of number columns.
 
     Without a chosen encoding: a BOM decides, else UTF-8 if the whole file decodes, else
-    Windows-1252 (and Latin-1 for the five bytes Windows-1252 leaves undefined). UTF-8 is tried
-    first, so a UTF-8 file is never read as Windows-1252 (no mojibake).
+    Windows-1252, else Windows-1252 with Latin-1 for the five bytes it leaves undefined
+    (``CP1252_LATIN1``). UTF-8 is tried first, so a UTF-8 file is never read as Windows-1252
+    (no mojibake).
     """
     with open(path, "rb") as handle:
         head = handle.read(SNIFF_BYTES)
@@ -209,7 +252,7 @@ def scan_file(
     if encoding:
         candidates = [_byte_order(encoding, head)]
     else:
-        candidates = [_bom_encoding(head) or "utf-8", "cp1252", "latin-1"]
+        candidates = [_bom_encoding(head) or "utf-8", "cp1252", CP1252_LATIN1]
     last_error: UnicodeDecodeError | None = None
     for candidate in candidates:
         try:

@@ -10,6 +10,7 @@ import pytest
 from profiles.models import FieldMapping, Identity, ImportRun, Profile, RawRecord, SourceRecord
 from profiles.selectors import import_run_rejected_csv_lines
 from profiles.services.imports import (
+    import_preview,
     import_run_create,
     mapping_save,
     scan_file,
@@ -46,6 +47,41 @@ def test_cp1252_umlauts_are_read_without_mojibake(make_source, import_csv):
     profile = Profile.objects.get()
     assert (profile.first_name, profile.last_name, profile.city) == ("Jürgen", "Größe", "Köln")
     assert "Ã" not in str(RawRecord.objects.get().payload)
+
+
+@pytest.mark.parametrize("undefined", [b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d"])
+def test_a_byte_undefined_in_cp1252_leaves_the_rest_of_the_file_cp1252(
+    make_source, import_csv, undefined
+):
+    # One stray byte used to switch the whole file to Latin-1: the euro sign, dashes and
+    # curly quotes of every other row silently became invisible control characters.
+    content = (
+        "email,first_name,note\na@x.de,Zoë,Preis 5 € – „gut“\nb@x.de,Bob,x".encode("cp1252")
+        + undefined
+        + b"y\n"
+    )
+
+    run = import_csv(make_source(), content)
+
+    assert (run.status, run.encoding, run.created_count) == ("succeeded", "cp1252+latin-1", 2)
+    notes = dict(SourceRecord.objects.values_list("external_key", "attributes__note"))
+    assert notes == {
+        "email:a@x.de": "Preis 5 € – „gut“",
+        "email:b@x.de": "x" + chr(undefined[0]) + "y",  # the byte kept, as Latin-1 reads it
+    }
+
+
+def test_the_detected_cp1252_latin1_encoding_reads_the_file_again_in_the_preview(
+    make_source, import_csv
+):
+    content = "email,note\na@x.de,5 €\n".encode("cp1252") + b"b@x.de,\x81\n"
+    path = import_csv(make_source(), content).file.path
+
+    fmt = scan_file(path)
+    preview = import_preview(path=path, specs=[], encoding=fmt.encoding)
+
+    assert fmt.encoding == "cp1252+latin-1"
+    assert [row["note"] for _n, row, _m, _e in preview.rows] == ["5 €", "\x81"]
 
 
 def test_utf8_file_is_never_read_as_cp1252(make_source, import_csv):
