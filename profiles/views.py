@@ -1,6 +1,6 @@
 """The tracking API (Segment HTTP tracking spec): /v1/identify, /v1/track, ... and /v1/batch.
 
-Success is exactly HTTP 200 {"success": true}. Errors are 400/401/405/413 with a JSON body
+Success is exactly HTTP 200 {"success": true}. Errors are 400/401/405/413/415 with a JSON body
 holding ``code`` and ``message``; nothing is ever answered with a 500 for bad input.
 """
 
@@ -44,18 +44,42 @@ class RequestError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
+GZIP_CODINGS = frozenset({"gzip", "x-gzip"})  # RFC 9110 8.4.1.3: x-gzip is gzip
+
+
+def _content_codings(request: HttpRequest) -> list[str]:
+    """The body's content codings to undo, last applied first; 415 for one not supported.
+
+    Only gzip (and its alias x-gzip) is supported, as with Segment; ``identity`` is a no-op.
+    A body in any other coding (br, deflate, ...) is refused rather than read as plain JSON.
+    """
+    header = request.headers.get("Content-Encoding", "")
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    for coding in codings:
+        if coding not in GZIP_CODINGS:
+            raise RequestError(
+                "unsupported_encoding",
+                f"Content-Encoding {coding!r} is not supported; send the body as is or gzip it.",
+                415,
+            )
+    return codings[::-1]
+
+
 def _read_body(request: HttpRequest) -> tuple[dict, int]:
     """The JSON body (gunzipped when sent so) and its decompressed size in bytes."""
     try:
         raw = request.body
     except RequestDataTooBig:
         raise RequestError("batch_too_large", "The body is too large.") from None
-    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+    for _coding in _content_codings(request):
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
                 raw = handle.read(MAX_BATCH_BYTES + 1)
         except (OSError, EOFError, zlib.error):
             raise RequestError("invalid_gzip", "The body is not valid gzip.") from None
+        if len(raw) > MAX_BATCH_BYTES:
+            break  # over the limit already: a truncated inner layer must not read as bad gzip
     if len(raw) > MAX_BATCH_BYTES:
         raise RequestError(
             "batch_too_large", f"The decompressed body is over {MAX_BATCH_BYTES} bytes."

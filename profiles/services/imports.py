@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import encodings.cp1252
 import io
 import json
 import logging
@@ -68,6 +69,47 @@ ENCODING_CHOICES = [
     ("utf-16", "UTF-16 (Excel 'Unicode text')"),
     ("mac_roman", "Mac Roman"),
 ]
+# Windows-1252 as browsers read it (WHATWG): the five bytes it leaves undefined (0x81, 0x8D,
+# 0x8F, 0x90, 0x9D) are read as Latin-1 (the C1 controls U+0081...), every other byte as
+# Windows-1252. A detected Windows-1252 file with a stray undefined byte is read with it, so
+# its euro signs and curly quotes stay what they are (read as Latin-1, the whole file's
+# 0x80-0x9F bytes became invisible control characters). Shown on the run by this name.
+CP1252_LATIN1 = "cp1252+latin-1"
+_CP1252_LATIN1_TABLE = "".join(
+    chr(byte) if char == "\ufffe" else char  # U+FFFE: undefined in the charmap table
+    for byte, char in enumerate(encodings.cp1252.decoding_table)
+)
+_CP1252_LATIN1_ENCODING = codecs.charmap_build(_CP1252_LATIN1_TABLE)
+
+
+class _Cp1252Latin1Decoder(codecs.IncrementalDecoder):
+    def decode(self, input, final=False):
+        return codecs.charmap_decode(input, self.errors, _CP1252_LATIN1_TABLE)[0]
+
+
+class _Cp1252Latin1Encoder(codecs.IncrementalEncoder):
+    def encode(self, input, final=False):
+        return codecs.charmap_encode(input, self.errors, _CP1252_LATIN1_ENCODING)[0]
+
+
+def _cp1252_latin1_search(name: str) -> codecs.CodecInfo | None:
+    if name != "cp1252_latin_1":  # CP1252_LATIN1 as the codec registry normalises it
+        return None
+    return codecs.CodecInfo(
+        name=CP1252_LATIN1,
+        encode=lambda text, errors="strict": codecs.charmap_encode(
+            text, errors, _CP1252_LATIN1_ENCODING
+        ),
+        decode=lambda data, errors="strict": codecs.charmap_decode(
+            data, errors, _CP1252_LATIN1_TABLE
+        ),
+        incrementalencoder=_Cp1252Latin1Encoder,
+        incrementaldecoder=_Cp1252Latin1Decoder,
+    )
+
+
+codecs.register(_cp1252_latin1_search)
+
 DELIMITER_CHOICES = [
     ("", "Detect"),
     (",", "Comma ,"),
@@ -118,14 +160,34 @@ _NOT_TEXT = (
 )
 
 
-def _not_text(head: bytes) -> str:
-    """Why these first bytes are not a text file (empty when they may be one)."""
+def _writes_nul(encoding: str) -> bool:
+    """Whether the encoding writes NUL bytes for plain ASCII text (UTF-16, UTF-32)."""
+    return bool(encoding) and b"\x00" in "a".encode(encoding)
+
+
+def _not_text(head: bytes, encoding: str = "") -> str:
+    """Why these first bytes are not a text file (empty when they may be one).
+
+    NUL bytes are expected in UTF-16 or UTF-32, whether a byte-order mark or the user says so.
+    """
     for magic, what in _NOT_TEXT:
         if head.startswith(magic):
             return what
-    if b"\x00" in head and not _bom_encoding(head).startswith("utf-16"):
+    if b"\x00" in head and not _writes_nul(encoding or _bom_encoding(head)):
         return "binary data (NUL bytes), not text"
     return ""
+
+
+def _byte_order(encoding: str, head: bytes) -> str:
+    """A chosen UTF-16 without a byte-order mark, made explicit: little-endian (what Windows
+    and Excel write) unless the NUL bytes of ASCII text fall first in each pair (big-endian).
+    Python would otherwise use the server's own byte order."""
+    if codecs.lookup(encoding).name != "utf-16" or _bom_encoding(head) == "utf-16":
+        return encoding
+    pairs = [head[i : i + 2] for i in range(0, len(head) - 1, 2)]
+    nul_first = sum(1 for pair in pairs if pair[0] == 0 and pair[1] != 0)
+    nul_second = sum(1 for pair in pairs if pair[1] == 0 and pair[0] != 0)
+    return "utf-16-be" if nul_first > nul_second else "utf-16-le"
 
 
 def _mostly_control(sample: str) -> bool:
@@ -172,23 +234,25 @@ def scan_file(
     and the number format of number columns.
 
     Without a chosen encoding: a BOM decides, else UTF-8 if the whole file decodes, else
-    Windows-1252 (and Latin-1 for the five bytes Windows-1252 leaves undefined). UTF-8 is tried
-    first, so a UTF-8 file is never read as Windows-1252 (no mojibake).
+    Windows-1252, else Windows-1252 with Latin-1 for the five bytes it leaves undefined
+    (``CP1252_LATIN1``). UTF-8 is tried first, so a UTF-8 file is never read as Windows-1252
+    (no mojibake).
     """
     with open(path, "rb") as handle:
         head = handle.read(SNIFF_BYTES)
     if not head.strip():
         raise ImportError_("The file is empty.")
-    if what := _not_text(head):
-        raise ImportError_(f"This is not a CSV or text file: it looks like {what}.")
     if encoding:
         try:
-            codecs.lookup(encoding)
+            "a".encode(encoding)  # a text encoding, not a codec such as rot13 or base64
         except LookupError:
             raise ImportError_(f"Unknown encoding {encoding!r}.") from None
-        candidates = [encoding]
+    if what := _not_text(head, encoding):
+        raise ImportError_(f"This is not a CSV or text file: it looks like {what}.")
+    if encoding:
+        candidates = [_byte_order(encoding, head)]
     else:
-        candidates = [_bom_encoding(head) or "utf-8", "cp1252", "latin-1"]
+        candidates = [_bom_encoding(head) or "utf-8", "cp1252", CP1252_LATIN1]
     last_error: UnicodeDecodeError | None = None
     for candidate in candidates:
         try:

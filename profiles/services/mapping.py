@@ -259,6 +259,15 @@ def date_order_from_evidence(evidence: set[str]) -> str:
     return ""
 
 
+_FORMAT_LABELS = {"%d": "DD", "%m": "MM", "%Y": "YYYY", "%y": "YY", "%b": "Mon", "%B": "Month",
+                  "%H": "hh", "%M": "mm", "%S": "ss", "%%": "%"}  # fmt: skip
+
+
+def date_format_label(date_format: str) -> str:
+    """A strptime format as people write it: ``%d/%m/%Y`` -> ``DD/MM/YYYY``."""
+    return re.sub(r"%.", lambda m: _FORMAT_LABELS.get(m.group(), m.group()), date_format)
+
+
 def parse_date(text: str, *, date_format: str = "", order: str = "") -> str:
     """A date as ISO text: ISO input, an explicit strptime format, or d/m/y in a known order.
 
@@ -267,11 +276,16 @@ def parse_date(text: str, *, date_format: str = "", order: str = "") -> str:
     in a column whose order is ambiguous or contradictory is an error, never a guess.
     """
     text = text.strip()
-    if date_format and not _ISO_START.match(text):
+    if date_format:
+        label = date_format_label(date_format)
         try:
+            if _ISO_START.match(text):
+                return parse_iso_date(text)
             return datetime.strptime(text, date_format).date().isoformat()  # noqa: DTZ007
-        except ValueError:
-            raise InvalidValue(f"{text!r} does not match the date format {date_format}") from None
+        except (ValueError, InvalidValue):
+            # The chosen format is named as the user chose it; an ISO-looking value may be ISO.
+            also = " (or ISO, YYYY-MM-DD)" if _ISO_START.match(text) else ""
+            raise InvalidValue(f"{text!r} is not a date in the format {label}{also}") from None
     if _ISO_START.match(text):
         return parse_iso_date(text)
     match = _NUMERIC_DATE.fullmatch(text)

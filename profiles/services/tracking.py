@@ -93,6 +93,20 @@ ADDRESS_ATTRIBUTES = {
     "state": "state",
     "country": "country",
 }
+# A snake_case spelling is read only when the Segment spelling is absent, null or blank: with
+# both, the Segment spelling wins whatever the key order (the other is kept verbatim as a trait).
+SEGMENT_SPELLINGS = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "customer_id": "customerId",
+    "postal_code": "postalCode",
+}
+
+
+def _shadowed(key: str, values: dict) -> bool:
+    """Whether ``key`` is a snake_case spelling whose Segment spelling is set in ``values``."""
+    segment = SEGMENT_SPELLINGS.get(key)
+    return segment is not None and clean_text(values.get(segment)) != ""
 
 
 class MessageError(ValueError):
@@ -674,7 +688,8 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
     for trait, value in traits.items():
         update.observe(update.traits, trait, when, value)
         if trait in TRAIT_ATTRIBUTES:
-            candidates.append((TRAIT_ATTRIBUTES[trait], value))
+            if not _shadowed(trait, traits):
+                candidates.append((TRAIT_ATTRIBUTES[trait], value))
         elif trait == "name" and isinstance(value, str) and " " in value.strip():
             first, last = value.strip().split(" ", 1)
             if "firstName" not in traits and "first_name" not in traits:
@@ -683,7 +698,7 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
                 candidates.append(("last_name", last))
         elif trait == "address" and isinstance(value, dict):
             for part, attr in ADDRESS_ATTRIBUTES.items():
-                if part in value:
+                if part in value and not _shadowed(part, value):
                     candidates.append((attr, value[part]))
         elif trait == "company" and isinstance(value, dict) and value.get("name"):
             candidates.append(("company", value["name"]))

@@ -116,6 +116,58 @@ def test_adjusted_mapping_previews_through_htmx_and_start_saves_it_and_queues_on
     assert saved["Kundennummer"] == ("customer_id", "en", True)
 
 
+def test_a_date_not_in_the_chosen_format_is_rejected_naming_that_format_in_preview_and_run(
+    admin_client, make_source, queued, django_capture_on_commit_callbacks
+):
+    content = (
+        "Kundennummer;E-Mail-Adresse;Geburtsdatum\n"
+        "00042;ann@example.de;31/01/1980\n"
+        "00043;bob@example.de;31/02/1990\n"
+        "00044;cem@example.de;1990-02-31\n"
+    )
+    source = make_source(name="crm")
+    upload(admin_client, source, content)
+    run = ImportRun.objects.get()
+    url = reverse("admin:profiles_importrun_mapping", args=[run.pk])
+    mapping = {
+        "Kundennummer": {"target": "customer_id", "is_key": "on"},
+        "E-Mail-Adresse": {"target": "email"},
+        "Geburtsdatum": {"target": "birth_date", "date_format": "%d/%m/%Y"},
+    }
+
+    partial = admin_client.post(url, mapping_post(run, mapping), headers={"HX-Request": "true"})
+
+    html = partial.content.decode()
+    assert "birth_date = <code>1980-01-31</code>" in html
+    assert (
+        "Rejected (invalid_date): Geburtsdatum: &#x27;31/02/1990&#x27; is not a date in the "
+        "format DD/MM/YYYY" in html
+    )
+    assert (
+        "Rejected (invalid_date): Geburtsdatum: &#x27;1990-02-31&#x27; is not a date in the "
+        "format DD/MM/YYYY (or ISO, YYYY-MM-DD)" in html
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, mapping_post(run, mapping, start="1"))
+    run = import_run_execute(run=run)
+
+    assert (run.created_count, run.rejected_count, run.rejected_reasons) == (
+        1,
+        2,
+        {"invalid_date": 2},
+    )
+    assert source.mappings.get(source_field="Geburtsdatum").date_format == "%d/%m/%Y"
+    assert sorted(run.raw_records.exclude(error="").values_list("row_number", "error")) == [
+        (2, "Geburtsdatum: '31/02/1990' is not a date in the format DD/MM/YYYY"),
+        (
+            3,
+            "Geburtsdatum: '1990-02-31' is not a date in the format DD/MM/YYYY "
+            "(or ISO, YYYY-MM-DD)",
+        ),
+    ]
+
+
 def test_progress_partial_polls_while_running_and_shows_the_final_report(
     admin_client, make_source, queued, django_capture_on_commit_callbacks
 ):

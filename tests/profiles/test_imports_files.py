@@ -10,6 +10,7 @@ import pytest
 from profiles.models import FieldMapping, Identity, ImportRun, Profile, RawRecord, SourceRecord
 from profiles.selectors import import_run_rejected_csv_lines
 from profiles.services.imports import (
+    import_preview,
     import_run_create,
     mapping_save,
     scan_file,
@@ -46,6 +47,41 @@ def test_cp1252_umlauts_are_read_without_mojibake(make_source, import_csv):
     profile = Profile.objects.get()
     assert (profile.first_name, profile.last_name, profile.city) == ("Jürgen", "Größe", "Köln")
     assert "Ã" not in str(RawRecord.objects.get().payload)
+
+
+@pytest.mark.parametrize("undefined", [b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d"])
+def test_a_byte_undefined_in_cp1252_leaves_the_rest_of_the_file_cp1252(
+    make_source, import_csv, undefined
+):
+    # One stray byte used to switch the whole file to Latin-1: the euro sign, dashes and
+    # curly quotes of every other row silently became invisible control characters.
+    content = (
+        "email,first_name,note\na@x.de,Zoë,Preis 5 € – „gut“\nb@x.de,Bob,x".encode("cp1252")
+        + undefined
+        + b"y\n"
+    )
+
+    run = import_csv(make_source(), content)
+
+    assert (run.status, run.encoding, run.created_count) == ("succeeded", "cp1252+latin-1", 2)
+    notes = dict(SourceRecord.objects.values_list("external_key", "attributes__note"))
+    assert notes == {
+        "email:a@x.de": "Preis 5 € – „gut“",
+        "email:b@x.de": "x" + chr(undefined[0]) + "y",  # the byte kept, as Latin-1 reads it
+    }
+
+
+def test_the_detected_cp1252_latin1_encoding_reads_the_file_again_in_the_preview(
+    make_source, import_csv
+):
+    content = "email,note\na@x.de,5 €\n".encode("cp1252") + b"b@x.de,\x81\n"
+    path = import_csv(make_source(), content).file.path
+
+    fmt = scan_file(path)
+    preview = import_preview(path=path, specs=[], encoding=fmt.encoding)
+
+    assert fmt.encoding == "cp1252+latin-1"
+    assert [row["note"] for _n, row, _m, _e in preview.rows] == ["5 €", "\x81"]
 
 
 def test_utf8_file_is_never_read_as_cp1252(make_source, import_csv):
@@ -87,6 +123,84 @@ def test_utf16_excel_unicode_text_is_read(make_source, import_csv):
 
     assert (run.encoding, run.delimiter) == ("utf-16", "\t")
     assert Profile.objects.get().first_name == "Zoë"
+
+
+def import_with_encoding(source, content: bytes, encoding: str, name: str = "u.txt"):
+    return import_run_create(
+        source=source, file=text_file(content, name), encoding=encoding, sync=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("byte_order", "read_as"), [("utf-16-le", "utf-16-le"), ("utf-16-be", "utf-16-be")]
+)
+def test_utf16_without_a_bom_is_read_when_chosen(make_source, byte_order, read_as):
+    # Excel's "Unicode text" saved by some tools without a byte-order mark: NUL bytes in every
+    # other place. Chosen as UTF-16, it is text, whichever byte order (not the server's).
+    content = "email\tfirst_name\r\nz@example.pl\tZoë\r\n".encode(byte_order)
+
+    run = import_with_encoding(make_source(), content, "utf-16")
+
+    assert (run.status, run.error, run.encoding, run.delimiter) == ("succeeded", "", read_as, "\t")
+    assert Profile.objects.get().first_name == "Zoë"
+
+
+def test_utf16_with_a_bom_chosen_as_utf16_keeps_the_bom_out_of_the_header(make_source):
+    content = "email\tfirst_name\r\nz@example.pl\tZoë\r\n".encode("utf-16")
+
+    run = import_with_encoding(make_source(), content, "utf-16")
+
+    assert (run.status, run.encoding, run.headers) == (
+        "succeeded",
+        "utf-16",
+        ["email", "first_name"],
+    )
+    assert Profile.objects.get().first_name == "Zoë"
+
+
+def test_utf16_without_a_bom_and_no_encoding_chosen_is_still_refused(make_source):
+    content = "email\tfirst_name\r\nz@example.pl\tZoë\r\n".encode("utf-16-le")
+
+    run = import_with_encoding(make_source(), content, "")
+
+    assert run.status == "failed"
+    assert run.error == (
+        "The file cannot be read: This is not a CSV or text file: it looks like binary data "
+        "(NUL bytes), not text."
+    )
+    assert RawRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "encoding", "looks_like"),
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "", "an Excel workbook (.xlsx)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "", "a PNG image"),
+        # A chosen encoding does not turn a workbook or an image into text.
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "utf-16", "an Excel workbook (.xlsx)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "utf-16", "a PNG image"),
+        # NUL bytes are binary in an encoding that never writes them.
+        (b"email\x00\x01\x02,name\nx\x00y\n", "cp1252", "binary data (NUL bytes)"),
+    ],
+)
+def test_binary_files_are_still_refused(make_source, content, encoding, looks_like):
+    run = import_with_encoding(make_source(), content, encoding, name="export.csv")
+
+    assert run.status == "failed"
+    assert run.error.startswith(
+        f"The file cannot be read: This is not a CSV or text file: it looks like {looks_like}"
+    )
+    assert RawRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("encoding", ["base64", "no-such-encoding"])
+def test_a_chosen_encoding_that_is_no_text_encoding_fails_with_a_message(make_source, encoding):
+    run = import_with_encoding(make_source(), b"email\na@example.com\n", encoding)
+
+    assert (run.status, run.error) == (
+        "failed",
+        f"The file cannot be read: Unknown encoding {encoding!r}.",
+    )
 
 
 # --- delimiters and embedded newlines --------------------------------------------------------
@@ -272,6 +386,31 @@ def test_ambiguous_date_column_needs_an_explicit_format(make_source, import_csv)
 
     assert (again.created_count, again.unchanged_count, again.rejected_count) == (1, 1, 0)
     assert SourceRecord.objects.get(external_key="a@x.de").attributes["birth_date"] == "1980-03-04"
+
+
+def test_reimport_with_a_saved_date_format_names_it_when_a_value_does_not_match(
+    make_source, import_csv
+):
+    source = make_source()
+    mapping_save(
+        source=source,
+        specs=[
+            FieldSpec("email", "email", is_key=True),
+            FieldSpec("born", "birth_date", date_format="%d.%m.%Y"),
+        ],
+    )
+    import_csv(source, "email,born\na@x.de,31.01.1980\n")
+
+    again = import_csv(source, "email,born\na@x.de,31.01.1980\nb@x.de,01/31/1980\n")
+
+    assert (again.unchanged_count, again.rejected_count, again.rejected_reasons) == (
+        1,
+        1,
+        {"invalid_date": 1},
+    )
+    assert RawRecord.objects.get(status="rejected").error == (
+        "born: '01/31/1980' is not a date in the format DD.MM.YYYY"
+    )
 
 
 def test_dotted_german_dates_are_day_first(make_source, import_csv):

@@ -418,6 +418,51 @@ def test_older_trait_never_overwrites_a_newer_one(client, api_source):
     assert SourceRecord.objects.get().traits == {"firstName": "Helena"}
 
 
+@pytest.mark.parametrize("camel_first", [True, False])
+def test_segment_spelling_wins_over_snake_case_whatever_the_key_order(
+    client, api_source, camel_first
+):
+    pairs = [
+        (("firstName", "Lena"), ("first_name", "Helena")),
+        (("lastName", "Vogt"), ("last_name", "Fogt")),
+        (("customerId", "C-1"), ("customer_id", "C-2")),
+    ]
+    traits = {k: v for both in pairs for k, v in (both if camel_first else both[::-1])}
+    address = [("postalCode", "10115"), ("postal_code", "99999")]
+    traits["address"] = dict(address if camel_first else address[::-1])
+    assert list(traits)[0] == ("firstName" if camel_first else "first_name")
+
+    response = send(client, "/v1/identify", identify(traits=traits), key=api_source.write_key)
+
+    assert response.status_code == 200
+    record = SourceRecord.objects.get()
+    assert record.attributes == {
+        "first_name": "Lena",
+        "last_name": "Vogt",
+        "customer_id": "C-1",
+        "postcode": "10115",
+    }
+    assert record.traits == traits  # both spellings kept verbatim
+    assert list(
+        Identity.objects.filter(type="customer_id").values_list("raw_value", flat=True)
+    ) == ["C-1"]
+    profile = Profile.objects.get()
+    assert (profile.first_name, profile.last_name) == ("Lena", "Vogt")
+    assert RawRecord.objects.get().error == ""
+
+
+def test_snake_case_spelling_is_read_when_the_segment_one_is_absent_or_blank(client, api_source):
+    traits = {"first_name": "Helena", "lastName": " ", "last_name": "Fogt", "customer_id": "C-2"}
+
+    send(client, "/v1/identify", identify(traits=traits), key=api_source.write_key)
+
+    assert SourceRecord.objects.get().attributes == {
+        "first_name": "Helena",
+        "last_name": "Fogt",
+        "customer_id": "C-2",
+    }
+
+
 def test_unusable_trait_value_is_noted_on_the_raw_record(client, api_source):
     message = identify(traits={"email": "not-an-address", "birthday": "someday"})
 

@@ -6,6 +6,7 @@ import base64
 import gzip
 import itertools
 import json
+import zlib
 from datetime import UTC, datetime
 
 import pytest
@@ -100,6 +101,66 @@ def test_invalid_gzip_is_400_and_stores_nothing(client, api_source):
     )
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_gzip")
+    assert stored() == {"raw": 0, "events": 0}
+
+
+def basic_headers(key: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode(), **extra}
+
+
+@pytest.mark.parametrize("coding", ["x-gzip", "X-GZIP", "gzip, identity", "identity, x-gzip"])
+def test_x_gzip_is_read_as_gzip(client, api_source, coding):
+    data = gzip.compress(json.dumps({"batch": [track(1)]}).encode())
+
+    response = client.post(
+        "/v1/batch",
+        data=data,
+        content_type="application/json",
+        headers=basic_headers(api_source.write_key, **{"Content-Encoding": coding}),
+    )
+
+    assert (response.status_code, response.json()) == (200, {"success": True})
+    assert Event.objects.get().properties == {"n": 1}
+
+
+def test_gzip_applied_twice_is_undone_twice(client, api_source):
+    data = gzip.compress(gzip.compress(json.dumps({"batch": [track(1)]}).encode()))
+
+    response = client.post(
+        "/v1/batch",
+        data=data,
+        content_type="application/json",
+        headers=basic_headers(api_source.write_key, **{"Content-Encoding": "gzip, x-gzip"}),
+    )
+
+    assert response.status_code == 200
+    assert stored() == {"raw": 1, "events": 1}
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress"),
+    [
+        ("deflate", zlib.compress),
+        ("br", lambda data: data),  # plain JSON labelled br is refused too, not guessed at
+        ("gzip, deflate", lambda data: zlib.compress(gzip.compress(data))),
+        ("compress", lambda data: data),
+    ],
+)
+def test_unsupported_content_encoding_is_415_json_and_stores_nothing(
+    client, api_source, coding, compress
+):
+    data = compress(json.dumps({"batch": [track(1)]}).encode())
+
+    response = client.post(
+        "/v1/batch",
+        data=data,
+        content_type="application/json",
+        headers=basic_headers(api_source.write_key, **{"Content-Encoding": coding}),
+    )
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_encoding"
+    assert response.json()["message"].startswith(f"Content-Encoding {coding.split(', ')[-1]!r}")
     assert stored() == {"raw": 0, "events": 0}
 
 
