@@ -692,9 +692,10 @@ def _apply_traits(update: _RecordUpdate, traits: dict, when: str, region: str) -
                 candidates.append((TRAIT_ATTRIBUTES[trait], value))
         elif trait == "name" and isinstance(value, str) and " " in value.strip():
             first, last = value.strip().split(" ", 1)
-            if "firstName" not in traits and "first_name" not in traits:
+            # Only for a part no trait of its own gives (a blank or null one gives nothing).
+            if not (clean_text(traits.get("firstName")) or clean_text(traits.get("first_name"))):
                 candidates.append(("first_name", first))
-            if "lastName" not in traits and "last_name" not in traits:
+            if not (clean_text(traits.get("lastName")) or clean_text(traits.get("last_name"))):
                 candidates.append(("last_name", last))
         elif trait == "address" and isinstance(value, dict):
             for part, attr in ADDRESS_ATTRIBUTES.items():

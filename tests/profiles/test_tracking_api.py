@@ -463,6 +463,17 @@ def test_snake_case_spelling_is_read_when_the_segment_one_is_absent_or_blank(cli
     }
 
 
+def test_a_full_name_fills_the_parts_no_trait_of_their_own_gives(client, api_source):
+    traits = {"name": "Ana Maria Vogt", "firstName": "", "lastName": "Vogt-Lang"}
+
+    send(client, "/v1/identify", identify(traits=traits), key=api_source.write_key)
+
+    assert SourceRecord.objects.get().attributes == {
+        "first_name": "Ana",
+        "last_name": "Vogt-Lang",
+    }
+
+
 def test_unusable_trait_value_is_noted_on_the_raw_record(client, api_source):
     message = identify(traits={"email": "not-an-address", "birthday": "someday"})
 
