@@ -6,8 +6,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdp.audit import audit_record
+from profiles import matching
 from profiles.models import MergeLog, MergeSuggestion
 from profiles.services.merging import MergeError, do_not_merge_store, profiles_merge
+from profiles.services.resolution import do_not_merge_pairs
 
 Status = MergeSuggestion.Status
 
@@ -23,9 +25,18 @@ def _claim(suggestion: MergeSuggestion, status: str, actor) -> None:
 
 @transaction.atomic
 def merge_suggestion_accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
-    """Merge the pair (the older id survives). Safe against double submission."""
+    """Merge the pair (the older id survives). Safe against double submission.
+
+    Refused while a do-not-merge pair keeps the two apart, also one read through a merge
+    redirect (a profile merged into one side since was kept apart from the other).
+    """
     _claim(suggestion, Status.ACCEPTED, actor)
     survivor, other = sorted((suggestion.left_id, suggestion.right_id))
+    if matching.pair_key(survivor, other) in do_not_merge_pairs([survivor, other]):
+        raise MergeError(
+            f"#{survivor} and #{other} are kept apart by a do-not-merge pair; "
+            "lift it first to merge them."
+        )
     log = profiles_merge(
         survivor_id=survivor,
         other_ids=[other],
