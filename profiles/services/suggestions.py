@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from cdp.audit import audit_record
 from profiles import matching
-from profiles.models import MergeLog, MergeSuggestion
+from profiles.models import MergeLog, MergeSuggestion, Profile
 from profiles.services.merging import MergeError, do_not_merge_store, profiles_merge
 from profiles.services.resolution import do_not_merge_pairs
 
@@ -23,8 +23,27 @@ def _claim(suggestion: MergeSuggestion, status: str, actor) -> None:
         raise MergeError("This suggestion is no longer pending (decided in another tab?).")
 
 
-@transaction.atomic
 def merge_suggestion_accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
+    """Merge the pair (the older id survives); see ``_accept``.
+
+    A side that no longer exists (erased, or merged before merges closed such suggestions)
+    closes the suggestion as skipped, so it leaves the queue instead of coming back to the
+    top of "Review next" after every failed accept.
+    """
+    pair = (suggestion.left_id, suggestion.right_id)
+    live = set(Profile.objects.filter(pk__in=pair).values_list("pk", flat=True))
+    gone = [pid for pid in pair if pid not in live]
+    if gone:
+        _claim(suggestion, Status.SKIPPED, actor)
+        audit_record(actor=actor, action="merge_suggestion.skip", target=suggestion)
+        raise MergeError(
+            f"Profile #{gone[0]} no longer exists (merged or erased); the suggestion is closed."
+        )
+    return _accept(suggestion=suggestion, actor=actor)
+
+
+@transaction.atomic
+def _accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
     """Merge the pair (the older id survives). Safe against double submission.
 
     Refused while a do-not-merge pair keeps the two apart, also one read through a merge

@@ -4,9 +4,10 @@ suggestion whose profile was merged elsewhere or erased leaves the queue instead
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from profiles.models import DoNotMerge, MergeSuggestion, Profile, SourceRecord
-from profiles.services.merging import MergeError
+from profiles.services.merging import MergeError, profiles_merge, profiles_merge_many
 from profiles.services.suggestions import (
     merge_suggestion_accept,
     merge_suggestions_accept_above,
@@ -59,3 +60,39 @@ def test_accepting_a_pair_refuses_when_a_profile_merged_into_one_side_is_kept_ap
 
     assert sorted(Profile.objects.values_list("pk", flat=True)) == [a, c]
     assert MergeSuggestion.objects.get(pk=second.pk).status == MergeSuggestion.Status.PENDING
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_merge_closes_the_pending_suggestions_of_the_profile_it_absorbs(three, bulk):
+    a, b, c = three
+    of_absorbed = MergeSuggestion.objects.create(left_id=b, right_id=c, score=12)
+    of_survivor = MergeSuggestion.objects.create(left_id=a, right_id=c, score=9)
+
+    if bulk:
+        profiles_merge_many(clusters=[[a, b]], reason="fuzzy: ruleset Default")
+    else:
+        profiles_merge(survivor_id=a, other_ids=[b], reason="steward")
+
+    of_absorbed.refresh_from_db()
+    assert of_absorbed.status == MergeSuggestion.Status.SKIPPED
+    assert of_absorbed.reviewed_at is not None
+    assert MergeSuggestion.objects.get(pk=of_survivor.pk).status == MergeSuggestion.Status.PENDING
+
+
+def test_review_next_moves_past_a_suggestion_whose_profile_is_gone(three, admin_client):
+    a, b, c = three
+    stale = MergeSuggestion.objects.create(left_id=a, right_id=b, score=20)
+    MergeSuggestion.objects.create(left_id=a, right_id=c, score=9)
+    Profile.objects.filter(pk=b).delete()  # erased (a data-subject request)
+    review = reverse("admin:profiles_mergesuggestion_review", args=[stale.pk])
+
+    response = admin_client.post(review, {"decision": "accept"}, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Profile #{b} no longer exists (merged or erased); the suggestion is closed."
+    ]
+    stale.refresh_from_db()
+    assert stale.status == MergeSuggestion.Status.SKIPPED
+    nxt = admin_client.get(reverse("admin:profiles_mergesuggestion_next"))
+    assert nxt.url != review
+    assert Profile.objects.filter(pk__in=[a, c]).count() == 2
