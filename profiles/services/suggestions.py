@@ -49,8 +49,14 @@ def _accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
     Refused while a do-not-merge pair keeps the two apart, also one read through a merge
     redirect (a profile merged into one side since was kept apart from the other).
     """
-    _claim(suggestion, Status.ACCEPTED, actor)
     survivor, other = sorted((suggestion.left_id, suggestion.right_id))
+    # Both profiles are locked before the suggestion is claimed, as every merge locks its
+    # profiles before it closes the suggestions of the absorbed ones: the same order, so an
+    # accept and a merge of a shared profile wait for each other instead of deadlocking.
+    locked = Profile.objects.select_for_update().filter(pk__in=[survivor, other]).order_by("pk")
+    if len(locked.values_list("pk", flat=True)) != 2:
+        raise MergeError("One of these profiles no longer exists (merged meanwhile?).")
+    _claim(suggestion, Status.ACCEPTED, actor)
     if matching.pair_key(survivor, other) in do_not_merge_pairs([survivor, other]):
         raise MergeError(
             f"#{survivor} and #{other} are kept apart by a do-not-merge pair; "

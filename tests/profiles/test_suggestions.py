@@ -96,3 +96,57 @@ def test_review_next_moves_past_a_suggestion_whose_profile_is_gone(three, admin_
     nxt = admin_client.get(reverse("admin:profiles_mergesuggestion_next"))
     assert nxt.url != review
     assert Profile.objects.filter(pk__in=[a, c]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_accepting_two_suggestions_that_share_a_profile_at_once_does_not_deadlock(
+    make_source, import_csv, admin_user, monkeypatch
+):
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    from profiles.services import suggestions
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers; row locks are exercised on PostgreSQL")
+    import_csv(make_source(), THREE)
+    ids = dict(SourceRecord.objects.values_list("external_key", "profile_id"))
+    a, b, c = ids["C-1"], ids["C-2"], ids["C-3"]
+    first = MergeSuggestion.objects.create(left_id=a, right_id=b, score=20)
+    second = MergeSuggestion.objects.create(left_id=b, right_id=c, score=19)
+    release = threading.Event()
+    real = suggestions.do_not_merge_pairs
+
+    def paused(ids):  # the second accept waits here, after it has claimed its suggestion
+        if threading.current_thread().name == "second":
+            release.wait(10)
+        return real(ids)
+
+    monkeypatch.setattr(suggestions, "do_not_merge_pairs", paused)
+    results = {}
+
+    def accept(suggestion):
+        try:
+            merge_suggestion_accept(suggestion=suggestion, actor=admin_user)
+            results[threading.current_thread().name] = "merged"
+        except Exception as exc:  # a deadlock surfaced as a database error (a 500)
+            results[threading.current_thread().name] = type(exc).__name__
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=accept, args=(second,), name="second"),
+        threading.Thread(target=accept, args=(first,), name="first"),
+    ]
+    threads[0].start()
+    time.sleep(0.5)
+    threads[1].start()
+    time.sleep(0.5)  # the first accept now waits for a lock the second holds
+    release.set()
+    for thread in threads:
+        thread.join(20)
+
+    assert results == {"second": "merged", "first": "merged"}
+    assert list(Profile.objects.values_list("pk", flat=True)) == [a]
