@@ -10,7 +10,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from profiles.constants import DATE_FORMAT_CHOICES, IdentifierType, NumberLocale, Transform
+from profiles.constants import (
+    CANONICAL_ATTRIBUTES,
+    DATE_FORMAT_CHOICES,
+    IdentifierType,
+    NumberLocale,
+    Transform,
+)
 
 
 def new_write_key() -> str:
@@ -496,8 +502,31 @@ class Ruleset(models.Model):
             errors["typo_threshold"] = (
                 "The typo threshold must lie between the review and the auto threshold."
             )
+        overrides_error = survivorship_overrides_error(self.survivorship_overrides)
+        if overrides_error:
+            errors["survivorship_overrides"] = overrides_error
         if errors:
             raise ValidationError(errors)
+
+
+def survivorship_overrides_error(overrides) -> str:
+    """Why per-attribute survivorship overrides cannot be applied ('' when they can): they must
+    map canonical attributes to known strategies (a typo would silently fall back to the
+    default, and a list stopped every merge and import)."""
+    if overrides in (None, ""):
+        return ""
+    if not isinstance(overrides, dict):
+        return 'Give an object of attribute and strategy, e.g. {"city": "most_recent"}.'
+    problems = []
+    for name, strategy in overrides.items():
+        if name not in CANONICAL_ATTRIBUTES:
+            problems.append(f"unknown attribute {name!r}")
+        elif not isinstance(strategy, str) or strategy not in SurvivorshipStrategy.values:
+            problems.append(f"{name}: unknown strategy {strategy!r}")
+    if not problems:
+        return ""
+    choices = ", ".join(SurvivorshipStrategy.values)
+    return "; ".join(problems) + f" (strategies: {choices})."
 
 
 class MatchRule(models.Model):

@@ -181,7 +181,7 @@ def _profiles_collect(subject: Subject) -> dict[str, list[dict]]:
             ProfileRedirect.objects.filter(profile_id__in=subject.profile_ids)
         ),
         # Also merges into a profile that a later merge absorbed (its id is now a redirect).
-        "merge_history": _rows(MergeLog.objects.filter(survivor_id__in=subject.all_profile_ids)),
+        "merge_history": _rows(MergeLog.objects.filter(pk__in=_merge_log_ids(subject))),
         "source_records": _rows(SourceRecord.objects.filter(pk__in=subject.source_record_ids)),
         "identities": _rows(
             Identity.objects.filter(source_record_id__in=subject.source_record_ids)
@@ -189,6 +189,21 @@ def _profiles_collect(subject: Subject) -> dict[str, list[dict]]:
         "raw_records": _rows(RawRecord.objects.filter(pk__in=_raw_ids(subject))),
         "events": _rows(Event.objects.filter(_event_q(subject))),
     }
+
+
+def _merge_log_ids(subject: Subject) -> list[int]:
+    """Merge logs holding the person: merges into their profiles (also into a profile a later
+    merge absorbed), and undone merges that absorbed one of their profiles, whose snapshot
+    keeps that profile's fields though its survivor is someone else (undone merges are a
+    steward's rare manual step, so they are read in Python: merged_ids is a JSON list)."""
+    ids = set(subject.all_profile_ids)
+    found = set(MergeLog.objects.filter(survivor_id__in=ids).values_list("pk", flat=True))
+    for pk, merged_ids in MergeLog.objects.filter(unmerged_at__isnull=False).values_list(
+        "pk", "merged_ids"
+    ):
+        if ids.intersection(merged_ids or []):
+            found.add(pk)
+    return sorted(found)
 
 
 def _profiles_erase(subject: Subject) -> dict[str, int]:
@@ -199,9 +214,7 @@ def _profiles_erase(subject: Subject) -> dict[str, int]:
     counts["identities"], _ = Identity.objects.filter(
         source_record_id__in=subject.source_record_ids
     ).delete()
-    counts["merge_history"], _ = MergeLog.objects.filter(
-        survivor_id__in=subject.all_profile_ids
-    ).delete()
+    counts["merge_history"], _ = MergeLog.objects.filter(pk__in=_merge_log_ids(subject)).delete()
     counts["profile_redirects"], _ = ProfileRedirect.objects.filter(
         profile_id__in=subject.profile_ids
     ).delete()

@@ -117,6 +117,16 @@ def _ids(queryset) -> list[int]:
     return list(queryset.order_by("pk").values_list("pk", flat=True))
 
 
+def _suggestions_close(absorbed_ids, *, now) -> None:
+    """Pending suggestions naming an absorbed profile leave the review queue as skipped: their
+    profile is gone (accepting them could only fail) and a later run may suggest the pair of
+    survivor and other side again, scored as they are now."""
+    pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
+    pending.filter(models.Q(left_id__in=absorbed_ids) | models.Q(right_id__in=absorbed_ids)).update(
+        status=MergeSuggestion.Status.SKIPPED, reviewed_at=now
+    )
+
+
 @transaction.atomic
 def profiles_merge(
     *, survivor_id: int, other_ids: list[int], reason: str, actor=None, details: dict | None = None
@@ -157,6 +167,7 @@ def profiles_merge(
         [ProfileRedirect(old_id=pid, profile_id=survivor_id) for pid in other_ids]
     )
     Profile.objects.filter(pk__in=other_ids).delete()
+    _suggestions_close(other_ids, now=timezone.now())
     log = MergeLog.objects.create(
         survivor_id=survivor_id,
         merged_ids=other_ids,
@@ -317,6 +328,7 @@ def _merge_batch(clusters, reason, actor, details, result: MergeManyResult) -> N
     Event.objects.filter(profile_id__in=others).update(profile_id=target)
     ProfileRedirect.objects.filter(profile_id__in=others).update(profile_id=target)
     Profile.objects.filter(pk__in=others).delete()
+    _suggestions_close(others, now=now)
     bulk_copy_rows(MergeLog, MERGE_LOG_COLUMNS, logs)
     from profiles.services.survivorship import profile_attributes_refresh
 
@@ -520,6 +532,13 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
         if collect:
             Profile.objects.filter(pk__in=collect).delete()
         cursor.execute(f"DELETE FROM {profile} p USING {MAP_TABLE} m WHERE p.id = m.loser_id")
+        # Pending suggestions naming an absorbed profile leave the queue (``_suggestions_close``).
+        cursor.execute(
+            f"UPDATE {_table(MergeSuggestion)} s SET status = %s, reviewed_at = %s "
+            f"WHERE s.status = %s AND (s.left_id IN (SELECT loser_id FROM {MAP_TABLE}) "
+            f"OR s.right_id IN (SELECT loser_id FROM {MAP_TABLE}))",
+            [MergeSuggestion.Status.SKIPPED, now, MergeSuggestion.Status.PENDING],
+        )
         absorbed = sum(len(c) - 1 for c in clusters)
     from profiles.services.survivorship import profile_attributes_refresh
 

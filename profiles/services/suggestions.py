@@ -6,8 +6,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdp.audit import audit_record
-from profiles.models import MergeLog, MergeSuggestion
+from profiles import matching
+from profiles.models import MergeLog, MergeSuggestion, Profile
 from profiles.services.merging import MergeError, do_not_merge_store, profiles_merge
+from profiles.services.resolution import do_not_merge_pairs
 
 Status = MergeSuggestion.Status
 
@@ -21,11 +23,45 @@ def _claim(suggestion: MergeSuggestion, status: str, actor) -> None:
         raise MergeError("This suggestion is no longer pending (decided in another tab?).")
 
 
-@transaction.atomic
 def merge_suggestion_accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
-    """Merge the pair (the older id survives). Safe against double submission."""
-    _claim(suggestion, Status.ACCEPTED, actor)
+    """Merge the pair (the older id survives); see ``_accept``.
+
+    A side that no longer exists (erased, or merged before merges closed such suggestions)
+    closes the suggestion as skipped, so it leaves the queue instead of coming back to the
+    top of "Review next" after every failed accept.
+    """
+    pair = (suggestion.left_id, suggestion.right_id)
+    live = set(Profile.objects.filter(pk__in=pair).values_list("pk", flat=True))
+    gone = [pid for pid in pair if pid not in live]
+    if gone:
+        _claim(suggestion, Status.SKIPPED, actor)
+        audit_record(actor=actor, action="merge_suggestion.skip", target=suggestion)
+        raise MergeError(
+            f"Profile #{gone[0]} no longer exists (merged or erased); the suggestion is closed."
+        )
+    return _accept(suggestion=suggestion, actor=actor)
+
+
+@transaction.atomic
+def _accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
+    """Merge the pair (the older id survives). Safe against double submission.
+
+    Refused while a do-not-merge pair keeps the two apart, also one read through a merge
+    redirect (a profile merged into one side since was kept apart from the other).
+    """
     survivor, other = sorted((suggestion.left_id, suggestion.right_id))
+    # Both profiles are locked before the suggestion is claimed, as every merge locks its
+    # profiles before it closes the suggestions of the absorbed ones: the same order, so an
+    # accept and a merge of a shared profile wait for each other instead of deadlocking.
+    locked = Profile.objects.select_for_update().filter(pk__in=[survivor, other]).order_by("pk")
+    if len(locked.values_list("pk", flat=True)) != 2:
+        raise MergeError("One of these profiles no longer exists (merged meanwhile?).")
+    _claim(suggestion, Status.ACCEPTED, actor)
+    if matching.pair_key(survivor, other) in do_not_merge_pairs([survivor, other]):
+        raise MergeError(
+            f"#{survivor} and #{other} are kept apart by a do-not-merge pair; "
+            "lift it first to merge them."
+        )
     log = profiles_merge(
         survivor_id=survivor,
         other_ids=[other],

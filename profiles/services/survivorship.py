@@ -100,10 +100,22 @@ def _active_strategies() -> tuple[str, dict]:
     )
 
 
+STRATEGIES = (SOURCE_PRIORITY, MOST_RECENT, MOST_FREQUENT)
+
+
 def _strategies(ruleset) -> tuple[str, dict]:
+    """The default strategy and the valid overrides; entries the admin would refuse (saved
+    before it checked them) are ignored rather than stopping every merge and import."""
     if ruleset is None:
         return SOURCE_PRIORITY, {}
-    return ruleset.survivorship_default, dict(ruleset.survivorship_overrides or {})
+    default = ruleset.survivorship_default
+    overrides = ruleset.survivorship_overrides
+    if not isinstance(overrides, dict):
+        overrides = {}
+    return (
+        default if default in STRATEGIES else SOURCE_PRIORITY,
+        {name: s for name, s in overrides.items() if isinstance(s, str) and s in STRATEGIES},
+    )
 
 
 def _updated_text_sql() -> str:

@@ -363,3 +363,27 @@ def test_erasure_also_removes_merges_into_a_profile_a_later_merge_absorbed(
     assert run.status == "succeeded"
     assert not MergeLog.objects.filter(pk=first.pk).exists()
     assert scan_for(LENA_NEEDLES) == []
+
+
+def test_erasure_leaves_nothing_in_the_log_of_a_merge_that_was_undone(
+    people, make_request, officer
+):
+    """The undone merge's log stays with the other person (its survivor) but held the erased
+    person's fields in its snapshot."""
+    from profiles.services.merging import profile_unmerge, profiles_merge
+
+    lena, bob = people["lena"], people["bob"]
+    survivor, other = sorted((lena.pk, bob.pk))
+    log = profiles_merge(survivor_id=survivor, other_ids=[other], reason="steward")
+    profile_unmerge(merge_log=log)
+    erased = bob if other == bob.pk else lena
+    email = "bob.ray@example.com" if erased is bob else "lena.vogt@example.de"
+    assert scan_for([email])
+    request = make_request(type="erasure", requester_email=email)
+
+    run = request_run(request=request, actor=officer, sync=True)
+    request_complete(request=request, actor=officer)
+
+    assert run.status == "succeeded"
+    assert scan_for([email]) == []
+    assert not Profile.objects.filter(pk=erased.pk).exists()

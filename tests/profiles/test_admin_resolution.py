@@ -139,6 +139,46 @@ def test_ruleset_form_refuses_thresholds_out_of_order(admin_client, values, fiel
     assert (ruleset.auto_threshold, ruleset.typo_threshold, ruleset.review_threshold) == (16, 14, 7)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ('["city"]', 'an object of attribute and strategy, e.g. {"city": "most_recent"}'),
+        ('{"city": "newest"}', "city: unknown strategy 'newest'"),
+        ('{"city": ["most_recent"]}', "city: unknown strategy ['most_recent']"),
+        ('{"citty": "most_recent"}', "unknown attribute 'citty'"),
+    ],
+)
+def test_ruleset_form_refuses_survivorship_overrides_it_cannot_apply(
+    admin_client, overrides, message
+):
+    ruleset = Ruleset.objects.get(is_active=True)
+    form = {
+        "name": ruleset.name,
+        "description": "",
+        "is_active": "on",
+        "auto_threshold": "16",
+        "typo_threshold": "14",
+        "review_threshold": "7",
+        "block_cap": "200",
+        "identifier_cap": "20",
+        "survivorship_default": "source_priority",
+        "survivorship_overrides": overrides,
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "updated_at_0": "2026-01-01",
+        "updated_at_1": "00:00:00",
+        "rules-TOTAL_FORMS": "0",
+        "rules-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(reverse("admin:profiles_ruleset_change", args=[ruleset.pk]), form)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["survivorship_overrides"]
+    assert message in " ".join(errors)
+    ruleset.refresh_from_db()
+    assert ruleset.survivorship_overrides == {}
+
+
 def test_ruleset_form_saves_thresholds_in_order(admin_client):
     ruleset = Ruleset.objects.create(name="Strict")
     form = {

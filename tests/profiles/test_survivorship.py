@@ -139,3 +139,27 @@ def test_refresh_writes_what_the_pure_rule_picks(make_source, default, overrides
     assert profile.country == expected[0]["country"]
     assert profile.first_name == expected[0]["first_name"]
     assert profile.phone == ""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["city"], {"city": "newest", "first_name": ["most_recent"], "last_name": "most_recent"}],
+)
+def test_overrides_saved_before_validation_are_ignored_where_invalid(make_source, overrides):
+    Ruleset.objects.filter(is_active=True).update(survivorship_overrides=overrides)
+    shop, crm = make_source(priority=10), make_source(priority=100)
+    profile = Profile.objects.create()
+    SourceRecord.objects.create(
+        source=shop, external_key="s", profile=profile, attributes={"city": "Bonn"}
+    )
+    SourceRecord.objects.create(
+        source=crm,
+        external_key="c",
+        profile=profile,
+        attributes={"city": "Berlin", "last_name": "Neu"},
+    )
+
+    profile_attributes_refresh(profile_ids=[profile.pk])  # raised ValueError / TypeError
+
+    profile.refresh_from_db()
+    assert profile.attributes == {"city": "Bonn", "last_name": "Neu"}
