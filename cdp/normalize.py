@@ -127,6 +127,10 @@ def normalize_phone(raw: object, region: str | None) -> IdentifierKey:
         return IdentifierKey(None, "not a valid number for its country")
     if _national_starts_with_country_code(text, region, number):
         return IdentifierKey(None, "ambiguous: a national number that starts with its country code")
+    if number.extension:
+        # An extension is an office switchboard: colleagues share the number (the key would
+        # drop the extension), so it identifies nobody on its own.
+        return IdentifierKey(None, "has an extension (a shared office line)")
     return IdentifierKey(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 

@@ -142,6 +142,17 @@ def test_normalize_phone_unparseable_numbers_have_no_key_and_a_flag(raw, flag_st
     assert result.flag.startswith(flag_start)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    ["+49 30 1234567 ext. 12", "+49 30 1234567 x34", "030 1234567-0;ext=7", "+49301234567#12"],
+)
+def test_normalize_phone_with_an_extension_is_a_shared_line_without_a_key(raw):
+    # Two colleagues on one switchboard would otherwise share the key +49301234567.
+    assert normalize_phone(raw, "DE") == IdentifierKey(
+        None, "has an extension (a shared office line)"
+    )
+
+
 def test_normalize_phone_empty():
     assert normalize_phone(" \u00a0", "US") == IdentifierKey(None, "empty")
 
