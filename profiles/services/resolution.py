@@ -606,6 +606,13 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
             continue
         for r in unassigned:
             assignment[r] = target
+        # A later group of this batch meets the target with these records' values too (two
+        # users identified on one shared device are two groups with the same candidate).
+        target_strong = profile_strong.setdefault(target, {})
+        for values in strong:
+            for name, value in values.items():
+                if value and not target_strong.get(name):
+                    target_strong[name] = value
     made = _profiles_insert([values or ({}, {}) for _records, values in new_profiles], now=now)
     complete: set[int] = set()
     for pk, (records, values) in zip(made, new_profiles, strict=True):

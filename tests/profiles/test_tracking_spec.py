@@ -335,6 +335,39 @@ def test_alias_and_identify_give_the_same_final_state_in_any_arrival_order(make_
     assert states[0]["profile"][0][:2] == ("Lena Marie", "lena@example.de")
 
 
+def test_two_users_identified_on_one_device_in_one_batch_stay_two_people(make_source):
+    from profiles.models import MergeSuggestion
+
+    source = make_source(kind="api")
+    tracking_messages_ingest(
+        source=source,
+        messages=[{"type": "track", "messageId": "t", "anonymousId": "anon-1", "event": "Viewed"}],
+    )
+    visitor = SourceRecord.objects.get().profile_id
+    identify = {"type": "identify", "anonymousId": "anon-1"}
+
+    tracking_messages_ingest(
+        source=source,
+        messages=[
+            {**identify, "messageId": "i-a", "userId": "u-A", "traits": {"firstName": "Ann"}},
+            {**identify, "messageId": "i-b", "userId": "u-B", "traits": {"firstName": "Bob"}},
+        ],
+    )
+
+    profile_of = dict(SourceRecord.objects.values_list("external_key", "profile_id"))
+    # The first identify takes the visitor's profile; the second user, whose user id conflicts
+    # with it, gets a profile of their own and the pair goes to review.
+    assert profile_of["user:u-A"] == profile_of["anon:anon-1"] == visitor
+    assert profile_of["user:u-B"] != visitor
+    assert list(Profile.objects.order_by("pk").values_list("first_name", flat=True)) == [
+        "Ann",
+        "Bob",
+    ]
+    assert list(MergeSuggestion.objects.values_list("left_id", "right_id", "status")) == [
+        (visitor, profile_of["user:u-B"], "pending")
+    ]
+
+
 def test_alias_with_previous_id_equal_to_user_id_changes_nothing(client, api_source):
     post(client, "/v1/identify", {"type": "identify", "userId": "u-1", "messageId": "i"},
          api_source.write_key)  # fmt: skip
