@@ -133,6 +133,27 @@ def test_records_bridged_inside_one_file_make_one_profile_without_a_merge(make_s
     assert MergeLog.objects.count() == 0
 
 
+def test_two_rows_of_one_file_with_conflicting_birth_dates_never_share_a_profile(
+    make_source, import_csv
+):
+    import_csv(make_source(), f"customer_id,email\nC-0,{EMAIL}\n")
+    existing = Profile.objects.get().pk
+
+    import_csv(
+        make_source(),
+        "customer_id,email,first_name,birth_date\n"
+        f"C-1,{EMAIL},Ann,1980-01-01\n"
+        f"C-2,{EMAIL},Bob,1990-02-02\n",
+    )
+
+    profile_of = dict(SourceRecord.objects.values_list("external_key", "profile_id"))
+    assert profile_of["C-1"] == existing
+    assert profile_of["C-2"] != existing
+    assert list(MergeSuggestion.objects.values_list("left_id", "right_id")) == [
+        (existing, profile_of["C-2"])
+    ]
+
+
 def test_placeholder_identifiers_never_bridge(make_source, import_csv):
     source = make_source()
     import_csv(
