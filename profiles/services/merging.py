@@ -135,8 +135,16 @@ def profiles_merge(
     other_ids = sorted(set(other_ids) - {survivor_id})
     if not other_ids:
         raise MergeError("Nothing to merge.")
-    survivor = Profile.objects.select_for_update().filter(pk=survivor_id).first()
-    others = list(Profile.objects.select_for_update().filter(pk__in=other_ids))
+    # All rows locked in one statement in id order, as the bulk paths lock theirs: two merges
+    # sharing profiles wait for each other instead of deadlocking.
+    locked = {
+        p.pk: p
+        for p in Profile.objects.select_for_update()
+        .filter(pk__in=[survivor_id, *other_ids])
+        .order_by("pk")
+    }
+    survivor = locked.get(survivor_id)
+    others = [locked[pid] for pid in other_ids if pid in locked]
     if survivor is None or len(others) != len(other_ids):
         raise MergeError("One of these profiles no longer exists (merged meanwhile?).")
     snapshot = []
