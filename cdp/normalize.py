@@ -112,7 +112,8 @@ def normalize_phone(raw: object, region: str | None) -> IdentifierKey:
     text = clean_text(raw)
     if not text:
         return IdentifierKey(None, "empty")
-    if re.fullmatch(r"\d+(\.\d+)?[eE]\+?\d+", text):
+    # 2.02555E+09, or 2,02555E+09 from a spreadsheet in a decimal-comma locale.
+    if re.fullmatch(r"\d+([.,]\d+)?[eE]\+?\d+", text):
         return IdentifierKey(None, "scientific notation (a spreadsheet mangled this number)")
     region = (region or "").upper() or None
     if not text.startswith("+") and not text.startswith("00") and region is None:

@@ -121,7 +121,9 @@ def test_normalize_phone_with_00_prefix_needs_no_region():
     assert normalize_phone("0049 30 1234567", None).key == "+49301234567"
 
 
-@pytest.mark.parametrize("raw", ["2.02555E+09", "2.02555e+09", "2E9", "1.2025550143E10"])
+@pytest.mark.parametrize(
+    "raw", ["2.02555E+09", "2.02555e+09", "2E9", "1.2025550143E10", "4,91701E+12", "2,02555e+09"]
+)
 def test_normalize_phone_flags_excel_scientific_notation(raw):
     result = normalize_phone(raw, "US")
     assert result.key is None

@@ -447,6 +447,18 @@ def test_excel_scientific_phone_is_rejected_as_a_phone(make_source, import_csv):
     assert Profile.objects.get().phone == ""
 
 
+def test_excel_scientific_phone_with_a_decimal_comma_is_not_a_phone(make_source, import_csv):
+    # German Excel writes 4,91701E+12: the same mangled number, with a decimal comma.
+    run = import_csv(make_source(), "email;phone;country\na@x.de;4,91701E+12;DE\n")
+
+    assert run.status == "succeeded"
+    record = SourceRecord.objects.get()
+    assert "phone" not in record.attributes
+    phone = Identity.objects.get(type="phone")
+    assert (phone.raw_value, phone.key) == ("4,91701E+12", None)
+    assert phone.flag == "scientific notation (a spreadsheet mangled this number)"
+
+
 # --- re-import, report, rejected rows --------------------------------------------------------
 
 
