@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from cdp.normalize import IdentifierTypes
+from profiles.forms import DataSourceForm
 from profiles.models import (
     DataSource,
     Event,
@@ -39,6 +40,7 @@ class FieldMappingInline(admin.TabularInline):
 
 @admin.register(DataSource)
 class DataSourceAdmin(admin.ModelAdmin):
+    form = DataSourceForm
     list_display = ("name", "kind", "preset", "priority", "default_region", "created_at")
     list_filter = ("kind",)
     search_fields = ("name",)

@@ -1,4 +1,5 @@
-"""Forms of the import workflow: upload, and the column mapping the data engineer confirms."""
+"""Forms of the import workflow (upload, the column mapping the data engineer confirms) and of
+the data source admin."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from profiles.constants import (
     CANONICAL_ATTRIBUTES,
     CONSTANT_PREFIX,
     DATE_FORMAT_CHOICES,
+    PRESETS,
     TRAIT_PREFIX,
     IdentifierType,
     NumberLocale,
@@ -26,6 +28,25 @@ TARGET_CHOICES = [
         [(a.name, f"{a.label} ({a.name})") for a in CANONICAL_ATTRIBUTES.values()],
     ),
 ]
+
+
+class DataSourceForm(forms.ModelForm):
+    """A data source in the admin; the preset is one of the known presets, never free text.
+
+    A misspelt preset ("HubSpot", "hubspt") was saved as typed: the admin's mapping step then
+    ignored it without a word and every CLI import of the source failed.
+    """
+
+    preset = forms.ChoiceField(
+        choices=[("", "None (canonical column names or a saved mapping)")]
+        + [(name, name) for name in sorted(PRESETS)],
+        required=False,
+        help_text="Column mapping preset for this kind of export.",
+    )
+
+    class Meta:
+        model = DataSource
+        fields = ("name", "kind", "preset", "priority", "default_region")
 
 
 class ImportUploadForm(forms.Form):

@@ -280,6 +280,51 @@ def test_api_source_created_in_admin_gets_a_write_key(admin_client):
     assert source.write_key in page.content.decode()
 
 
+@pytest.mark.parametrize("preset", ["HubSpot", "hubspt"])
+def test_a_source_with_an_unknown_preset_is_refused_in_admin(admin_client, preset):
+    # It used to be saved as typed: the admin then ignored the preset, the CLI import failed.
+    response = admin_client.post(
+        reverse("admin:profiles_datasource_add"),
+        {
+            "name": "HubSpot DE",
+            "kind": "file",
+            "preset": preset,
+            "priority": 100,
+            "default_region": "",
+            "mappings-TOTAL_FORMS": 0,
+            "mappings-INITIAL_FORMS": 0,
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["preset"] == [
+        f"Select a valid choice. {preset} is not one of the available choices."
+    ]
+    assert not DataSource.objects.filter(name="HubSpot DE").exists()
+
+
+def test_a_source_preset_is_chosen_from_the_known_presets(admin_client):
+    page = admin_client.get(reverse("admin:profiles_datasource_add"))
+    choices = [value for value, _label in page.context["adminform"].form.fields["preset"].choices]
+    assert choices == ["", "hubspot", "mailchimp", "salesforce", "shopify"]
+
+    response = admin_client.post(
+        reverse("admin:profiles_datasource_add"),
+        {
+            "name": "HubSpot DE",
+            "kind": "file",
+            "preset": "hubspot",
+            "priority": 100,
+            "default_region": "",
+            "mappings-TOTAL_FORMS": 0,
+            "mappings-INITIAL_FORMS": 0,
+        },
+    )
+
+    assert response.status_code == 302
+    assert DataSource.objects.get(name="HubSpot DE").preset == "hubspot"
+
+
 # --- query budgets -------------------------------------------------------------------------
 
 
