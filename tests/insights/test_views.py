@@ -135,6 +135,22 @@ def test_profile_360_shows_the_merged_persons_timeline(client, staff, merged_per
     assert old.status_code == 302 and old.url == url
 
 
+def test_profile_360_headline_before_any_insight_run_says_not_computed(
+    client, staff, merged_person
+):
+    # The person has an order of 42, but no insight run has included them yet: the tiles must
+    # not claim 0 orders and 0 revenue.
+    client.force_login(staff("Data Steward"))
+    url = reverse("admin:insights_profile_360", args=[merged_person.pk])
+    content = client.get(url).content.decode()
+    for label in ("Orders", "Revenue", "Engagement"):
+        assert f'<span class="cdp-count">–</span><span class="cdp-label">{label}</span>' in content
+
+    insight_run_create(kind=InsightRun.Kind.FULL, sync=True)
+    content = client.get(url).content.decode()
+    assert '<span class="cdp-count">1</span><span class="cdp-label">Orders</span>' in content
+
+
 def test_360_is_linked_from_the_change_page_and_search_results(client, staff, merged_person):
     client.force_login(staff(superuser=True))
     url = reverse("admin:insights_profile_360", args=[merged_person.pk])
