@@ -158,6 +158,9 @@ def import_run_report(*, run) -> dict:
 def import_run_rejected_csv_lines(*, run) -> Iterator[str]:
     """The rejected rows of a run as CSV lines: the file's columns, then an ``error`` column.
 
+    Semicolons for a semicolon file, else commas: a semicolon file comes from a decimal-comma
+    locale, whose Excel splits a CSV on semicolons only (a comma download opened as one column);
+    tabs or pipes would open as one column in every Excel.
     Streams from the database in chunks (constant memory whatever the number of rows).
     """
     from profiles.models import RawRecord
@@ -165,7 +168,7 @@ def import_run_rejected_csv_lines(*, run) -> Iterator[str]:
 
     headers = list(run.headers or [])
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, delimiter=";" if run.delimiter == ";" else ",")
 
     def line(values: list) -> str:
         buffer.seek(0)

@@ -195,8 +195,9 @@ def test_progress_partial_polls_while_running_and_shows_the_final_report(
     body = b"".join(csv_response.streaming_content).decode()
     assert csv_response["Content-Disposition"] == 'attachment; filename="kunden-rejected.csv"'
     assert body.splitlines() == [
-        "\ufeffKundennummer,E-Mail-Adresse,Vorname,Umsatz,Geburtsdatum,row,error",
-        '00043,bob@@example.de,Bob,"12,00",01/02/1990,2,E-Mail-Adresse: not a valid e-mail '
+        # The file's own delimiter: German Excel opens it in columns, "12,00" stays one value.
+        "\ufeffKundennummer;E-Mail-Adresse;Vorname;Umsatz;Geburtsdatum;row;error",
+        "00043;bob@@example.de;Bob;12,00;01/02/1990;2;E-Mail-Adresse: not a valid e-mail "
         "address: The part after the @-sign contains invalid characters: '@'.",
     ]
 

@@ -532,6 +532,22 @@ def test_rejected_rows_are_reported_by_reason_and_download_as_csv(make_source, i
     assert rows[3][5] == "total_spent: 'abc' is not a number (decimal point, e.g. 1,234.50)"
 
 
+@pytest.mark.parametrize(
+    ("delimiter", "written"), [(";", ";"), ("\t", ","), ("|", ","), (",", ",")]
+)
+def test_rejected_rows_csv_keeps_a_semicolon_file_semicolon(
+    make_source, import_csv, delimiter, written
+):
+    content = f"email{delimiter}total_spent\nbad@@x.de{delimiter}7\nok@x.de{delimiter}1\n"
+
+    run = import_csv(make_source(), content)
+
+    assert (run.delimiter, run.rejected_count) == (delimiter, 1)
+    lines = "".join(import_run_rejected_csv_lines(run=run)).lstrip("\ufeff").splitlines()
+    assert lines[0] == written.join(["email", "total_spent", "row", "error"])
+    assert lines[1].startswith(written.join(["bad@@x.de", "7", "1", "email: not a valid"]))
+
+
 def test_a_failing_batch_lands_its_rows_unapplied_and_fails_the_run(make_source, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database went away")
