@@ -755,7 +755,12 @@ def suggest_specs(
             continue
         taken.add(name)
         spec = FieldSpec(header, name, is_key=name == "customer_id")
-        reason = "same name" if score == 100 else f"similar to {alias!r}"
+        if score < 100:
+            reason = f"similar to {alias!r}"
+        elif alias in (_header_words(name), _header_words(CANONICAL_ATTRIBUTES[name].label)):
+            reason = "same name"
+        else:  # a synonym (Geburtsdatum, Vorname): not the attribute's own name
+            reason = f"known name {alias!r}"
         result[header] = Suggestion(spec, score, reason)
     suggestions = []
     for header in headers:

@@ -187,6 +187,22 @@ def test_suggestions_match_headers_by_similarity():
     assert suggestions["Lieblingsfarbe"].score == 0
 
 
+def test_suggestion_reason_tells_a_known_name_from_the_attributes_own_name():
+    headers = ["Geburtsdatum", "First Name", "email", "Umsatz gesamt", "Anzahl Bestellungen"]
+
+    suggestions = {
+        s.spec.column: (s.spec.target, s.score, s.reason) for s in suggest_specs(headers)
+    }
+
+    assert suggestions == {
+        "Geburtsdatum": ("birth_date", 100, "known name 'geburtsdatum'"),
+        "First Name": ("first_name", 100, "same name"),
+        "email": ("email", 100, "same name"),
+        "Umsatz gesamt": ("total_spent", 100, "known name 'umsatz gesamt'"),
+        "Anzahl Bestellungen": ("total_orders", 100, "known name 'anzahl bestellungen'"),
+    }
+
+
 def test_suggestion_tolerates_typos_and_gives_each_attribute_one_column():
     suggestions = suggest_specs(["Frist Name", "Emial", "email"])
 
