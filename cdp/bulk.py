@@ -253,17 +253,20 @@ def bulk_insert_rows_json(
         for f in concrete
     )
     names = [f.column for f in concrete]
-    document = json.dumps(
-        [
-            {
-                name: value.isoformat() if isinstance(value, datetime) else value
-                for name, value in zip(names, row, strict=True)
-            }
-            for row in rows
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    # Date-times as ISO text, each distinct one formatted once (a batch shares its times).
+    times = [(i, names[i]) for i, f in enumerate(concrete) if isinstance(f, models.DateTimeField)]
+    texts: dict[datetime, str] = {}
+    objects = []
+    for row in rows:
+        obj = dict(zip(names, row, strict=True))
+        for index, name in times:
+            value = row[index]
+            if value is not None:
+                if value not in texts:
+                    texts[value] = value.isoformat()
+                obj[name] = texts[value]
+        objects.append(obj)
+    document = json.dumps(objects, ensure_ascii=False, separators=(",", ":"))
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} "
         f"FROM json_to_recordset(%s::json) AS r({types})"
