@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from cdp.bulk import column_by_pairs
 from consent.models import ConsentRecord, ConsentSource
 from consent.services.suppression import suppression_add
 from profiles.models import (
@@ -337,6 +338,31 @@ def test_anonymous_visitor_identified_in_the_same_batch_then_the_batch_retried(m
     assert (profile.email, profile.first_name) == ("lena@example.de", "Lena")
     assert set(event_values().values_list("profile_id", flat=True)) == {profile.pk}
     assert RawRecord.objects.count() == 3
+
+
+def test_setting_profiles_by_record_rewrites_only_the_rows_whose_profile_differs(make_source):
+    from profiles.models import Event
+
+    source = make_source(name="web", kind="api")
+    tracking_messages_ingest(source=source, messages=_batch())
+    profile = Profile.objects.get()
+    record = SourceRecord.objects.get(external_key="anon:anon-1")  # events b-1 and b-3
+    other = Profile.objects.create()
+    pairs = [(record.pk, profile.pk)]
+
+    assert column_by_pairs(Event, "profile_id", "source_record_id", pairs) == 0
+    assert column_by_pairs(Identity, "profile_id", "source_record_id", pairs) == 0
+    Event.objects.filter(message_id="b-3").update(profile=other)
+    assert column_by_pairs(Event, "profile_id", "source_record_id", pairs) == 1
+    assert set(event_values().values_list("profile_id", flat=True)) == {profile.pk}
+    Event.objects.filter(message_id="b-1").update(profile=None)
+    assert column_by_pairs(Event, "profile_id", "source_record_id", pairs) == 1
+    assert column_by_pairs(Event, "profile_id", "source_record_id", [(record.pk, None)]) == 2
+    assert dict(event_values().values_list("message_id", "profile_id")) == {
+        "b-1": None,
+        "b-2": profile.pk,
+        "b-3": None,
+    }
 
 
 def test_a_retry_with_one_new_message_applies_only_that_one(make_source):

@@ -657,3 +657,28 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(client, api_source):
     assert small_new == large_new
     assert small_known == large_known
     assert large_known < large_new
+
+
+def test_a_batch_opens_no_savepoint_and_reads_no_match_criteria_it_does_not_use(client, api_source):
+    """Resolution runs in the request's transaction; the active ruleset's criteria are read
+    only when a record meets more than one profile (or a pair is suggested)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from profiles.models import MatchCriterion
+
+    assert MatchCriterion.objects.filter(rule__ruleset__is_active=True).exists()
+    send(client, "/v1/batch", _batch_of_people(0, 2, 3), key=api_source.write_key)
+    body = _batch_of_people(0, 2, 3) | {"batch": [
+        identify(messageId="new-1", userId="u-0", traits={"email": "u0@example.com"}),
+        identify(messageId="new-2", userId="u-9", traits={"email": "u9@example.com"}),
+    ]}  # fmt: skip
+    with CaptureQueriesContext(connection) as ctx:
+        assert send(client, "/v1/batch", body, key=api_source.write_key).status_code == 200
+    sql = [q["sql"] for q in ctx.captured_queries]
+
+    assert Profile.objects.count() == 3
+    assert Identity.objects.filter(key__in=["u0@example.com", "u9@example.com"]).count() == 2
+    # The request's own transaction is the one savepoint (inside the test's transaction).
+    assert len([s for s in sql if s.upper().startswith("SAVEPOINT")]) == 1
+    assert [s for s in sql if "matchcriterion" in s] == []
