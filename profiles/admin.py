@@ -185,7 +185,7 @@ class ProfileAdmin(admin.ModelAdmin):
             return results, may_have_duplicates
         condition = Q()
         for id_type in IdentifierTypes.ALL:
-            keys = lookup_keys(id_type, term)
+            keys = lookup_keys(id_type, term, everywhere=True)
             if keys:
                 condition |= Q(type=id_type, key__in=keys)
         if condition:

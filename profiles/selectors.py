@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 
+import phonenumbers
 from django.conf import settings
 from django.db.models import Count, Min, Prefetch, QuerySet
 
@@ -37,17 +38,24 @@ class AmbiguousLookup(ValueError):
     """A phone number without a region that names different people in different regions."""
 
 
-def lookup_keys(id_type: str, value: str, region: str = "") -> set[str]:
+def lookup_keys(
+    id_type: str, value: str, region: str = "", *, everywhere: bool = False
+) -> set[str]:
     """The keys a searched identifier may be stored under.
 
     A phone number written without its country code ("(401) 465-2236") is read in the given
     region, else in each region it may have been stored under: the installation's default
-    and every source's default region (imports and tracking normalise with those).
+    and every source's default region (imports and tracking normalise with those). With
+    ``everywhere`` (the admin's search, which lists candidates for a person to look at), in
+    every region where it is a valid number: a record's own country may have read it.
     """
     regions: list[str | None] = [region.upper()] if region else [None]
     if id_type == IdentifierTypes.PHONE and not region:
-        sources = DataSource.objects.values_list("default_region", flat=True).distinct()
-        regions += sorted({settings.CDP_DEFAULT_PHONE_REGION.upper(), *sources} - {""})
+        if everywhere:
+            regions += sorted(phonenumbers.SUPPORTED_REGIONS)
+        else:
+            sources = DataSource.objects.values_list("default_region", flat=True).distinct()
+            regions += sorted({settings.CDP_DEFAULT_PHONE_REGION.upper(), *sources} - {""})
     keys = set()
     for candidate in regions:
         try:

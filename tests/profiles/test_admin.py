@@ -163,6 +163,16 @@ def test_profile_search_by_a_national_phone_reads_it_in_every_sources_region(
     assert search(admin_client, "+1 401 465 2236") == [ids["US"]]
 
 
+def test_profile_search_by_a_national_phone_finds_a_number_read_by_its_records_country(
+    admin_client, make_source, import_csv
+):
+    # No source has a default region: the row's own country read the number.
+    import_csv(make_source(), "customer_id,phone,country\nC-1,030 1234567,DE\n")
+
+    assert search(admin_client, "030 1234567") == [Profile.objects.get().pk]
+    assert search(admin_client, "030 7654321") == []
+
+
 def test_profile_search_by_name(admin_client, make_source, import_csv):
     people = make_people(make_source, import_csv)
 
