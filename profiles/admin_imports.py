@@ -17,6 +17,7 @@ from profiles.forms import ColumnMappingForm, ColumnMappingFormSet, ImportUpload
 from profiles.models import ImportRun, RawRecord
 from profiles.selectors import import_run_rejected_csv_lines, import_run_report
 from profiles.services.imports import (
+    DELIMITER_CHOICES,
     ImportError_,
     import_preview,
     import_run_create,
@@ -88,16 +89,9 @@ class ImportRunAdmin(admin.ModelAdmin):
     exclude = (
         "status", "rows_total", "rows_done", "created_count", "updated_count", "unchanged_count",
         "rejected_count", "suppressed_count", "rejected_reasons", "error", "started_at",
-        "finished_at",
+        "finished_at", "encoding", "delimiter", "headers",
     )  # fmt: skip
-    readonly_fields = (
-        "source",
-        "original_name",
-        "encoding",
-        "delimiter",
-        "created_by",
-        "created_at",
-    )
+    readonly_fields = ("source", "original_name", "created_by", "created_at")
     change_form_template = "admin/profiles/importrun/change_form.html"
 
     def get_urls(self):
@@ -263,7 +257,10 @@ class ImportRunAdmin(admin.ModelAdmin):
         """The run's live state for _progress.html; the rejected rows once the run has ended."""
         report = import_run_report(run=run)
         rejected = self.rejected_rows(run) if report["finished"] and run.rejected_count else ""
-        return {"run": run, "report": report, "rejected_rows": rejected}
+        delimiter = (
+            dict(DELIMITER_CHOICES).get(run.delimiter, run.delimiter) if run.delimiter else ""
+        )
+        return {"run": run, "report": report, "rejected_rows": rejected, "delimiter": delimiter}
 
     def rejected_csv_view(self, request, run_id: int):
         if not self.has_view_permission(request):

@@ -233,6 +233,15 @@ def test_progress_partial_carries_every_field_that_changes_while_the_run_goes(
     assert '<td id="import-rows-done">2</td>' in after
     assert f'<td id="import-started-at">{started}</td>' in after
     assert f'<td id="import-finished-at">{finished}</td>' in after
+    # What the scan found arrives with the run too (it may run after the page was opened).
+    for field in ("encoding", "delimiter", "headers"):
+        assert f"field-{field}" not in queued_page
+    assert '<td id="import-encoding">utf-8</td>' in after
+    assert '<td id="import-delimiter">Semicolon ;</td>' in after
+    assert (
+        '<td id="import-headers">Kundennummer, E-Mail-Adresse, Vorname, Umsatz, Geburtsdatum</td>'
+        in after
+    )
     assert "All rejected rows of this import" in after  # the first-50 table arrives with the end
     assert "All rejected rows of this import" not in before
 
