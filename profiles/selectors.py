@@ -128,19 +128,32 @@ def merge_suggestion_sides(*, suggestion) -> list[dict]:
         attributes = []
         for name, value in profile.attributes.items():
             record = records.get(profile.attribute_sources.get(name))
-            source = f"{record.source.name} {record.external_key}" if record else "?"
-            attributes.append({"name": name, "value": value, "source": source})
+            attributes.append({"name": name, "value": value, "source": _record_label(record)})
         sides.append(
             {
                 "id": profile.pk,
                 "profile": profile,
                 "attributes": attributes,
-                "identities": list(profile.identities.all()),
+                # Each with the record it came from: the same value from two records is two
+                # rows, which would look like a duplicate without it.
+                "identities": [
+                    {
+                        "type": identity.get_type_display(),
+                        "raw_value": identity.raw_value,
+                        "flag": identity.flag,
+                        "source": _record_label(records.get(identity.source_record_id)),
+                    }
+                    for identity in profile.identities.all()
+                ],
                 "events": list(profile_recent_events(profile=profile, limit=10)),
                 "event_count": profile.event_count,
             }
         )
     return sides
+
+
+def _record_label(record: SourceRecord | None) -> str:
+    return f"{record.source.name} {record.external_key}" if record else "?"
 
 
 def import_run_report(*, run) -> dict:

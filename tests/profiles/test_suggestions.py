@@ -150,3 +150,20 @@ def test_accepting_two_suggestions_that_share_a_profile_at_once_does_not_deadloc
 
     assert results == {"second": "merged", "first": "merged"}
     assert list(Profile.objects.values_list("pk", flat=True)) == [a]
+
+
+def test_the_review_page_names_each_identitys_type_and_the_record_it_came_from(
+    make_source, import_csv, admin_client
+):
+    import_csv(make_source(name="shop"), HEADER + "C-1,Ann,Lee,ann@x.com,,,,,Aachen,\n")
+    import_csv(make_source(name="crm"), HEADER + "K-9,Anne,Lee,,,,,,Aachen,\n")
+    left, right = sorted(SourceRecord.objects.values_list("profile_id", flat=True))
+    suggestion = MergeSuggestion.objects.create(left_id=left, right_id=right, score=5)
+
+    page = admin_client.get(
+        reverse("admin:profiles_mergesuggestion_review", args=[suggestion.pk])
+    ).content.decode()
+
+    side = page[page.index('id="side-1"') : page.index('id="side-2"')]
+    assert "<td>E-mail</td><td>ann@x.com</td><td>shop C-1</td>" in side
+    assert "<td>Customer number</td><td>C-1</td><td>shop C-1</td>" in side
