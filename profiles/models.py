@@ -638,6 +638,8 @@ class MergeSuggestion(models.Model):
         ACCEPTED = "accepted", "Accepted"
         REJECTED = "rejected", "Rejected"
         SKIPPED = "skipped", "Skipped"
+        # Not a decision: a merge absorbed one side (an undo of that merge reopens it).
+        CLOSED = "closed", "Closed: a side was merged"
 
     # No database constraint: the decision stays on record after a merge removes one side.
     left = models.ForeignKey(

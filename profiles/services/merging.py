@@ -118,12 +118,37 @@ def _ids(queryset) -> list[int]:
 
 
 def _suggestions_close(absorbed_ids, *, now) -> None:
-    """Pending suggestions naming an absorbed profile leave the review queue as skipped: their
+    """Pending suggestions naming an absorbed profile leave the review queue as closed: their
     profile is gone (accepting them could only fail) and a later run may suggest the pair of
-    survivor and other side again, scored as they are now."""
+    survivor and other side again, scored as they are now. Undoing the merge reopens them
+    (``_suggestions_reopen``)."""
     pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
     pending.filter(models.Q(left_id__in=absorbed_ids) | models.Q(right_id__in=absorbed_ids)).update(
-        status=MergeSuggestion.Status.SKIPPED, reviewed_at=now
+        status=MergeSuggestion.Status.CLOSED, reviewed_at=now
+    )
+
+
+def _suggestions_reopen(restored_ids: list[int]) -> None:
+    """Suggestions a merge closed go back to the queue when it is undone: those naming a
+    restored profile whose two sides exist again and are not kept apart."""
+    from profiles.services.resolution import do_not_merge_pairs
+
+    closed = list(
+        MergeSuggestion.objects.filter(status=MergeSuggestion.Status.CLOSED).filter(
+            models.Q(left_id__in=restored_ids) | models.Q(right_id__in=restored_ids)
+        )
+    )
+    sides = {pid for s in closed for pid in (s.left_id, s.right_id)}
+    live = set(Profile.objects.filter(pk__in=sides).values_list("pk", flat=True))
+    apart = do_not_merge_pairs(sorted(sides)) if closed else set()
+    reopen = [
+        s.pk
+        for s in closed
+        if {s.left_id, s.right_id} <= live
+        and (min(s.left_id, s.right_id), max(s.left_id, s.right_id)) not in apart
+    ]
+    MergeSuggestion.objects.filter(pk__in=reopen).update(
+        status=MergeSuggestion.Status.PENDING, reviewed_at=None, reviewed_by=None
     )
 
 
@@ -545,7 +570,7 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
             f"UPDATE {_table(MergeSuggestion)} s SET status = %s, reviewed_at = %s "
             f"WHERE s.status = %s AND (s.left_id IN (SELECT loser_id FROM {MAP_TABLE}) "
             f"OR s.right_id IN (SELECT loser_id FROM {MAP_TABLE}))",
-            [MergeSuggestion.Status.SKIPPED, now, MergeSuggestion.Status.PENDING],
+            [MergeSuggestion.Status.CLOSED, now, MergeSuggestion.Status.PENDING],
         )
         absorbed = sum(len(c) - 1 for c in clusters)
     from profiles.services.survivorship import profile_attributes_refresh
@@ -621,6 +646,7 @@ def profile_unmerge(*, merge_log: MergeLog, actor=None) -> list[Profile]:
         reviewed_by=actor if getattr(actor, "pk", None) else None,
         reviewed_at=timezone.now(),
     )
+    _suggestions_reopen(restored_ids)
     extensions = merge_log.extensions or {}
     for name, participant in _PARTICIPANTS.items():
         participant.on_unmerge(extensions.get(name), survivor_id, restored_ids)

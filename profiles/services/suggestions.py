@@ -34,8 +34,8 @@ def merge_suggestion_accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
     live = set(Profile.objects.filter(pk__in=pair).values_list("pk", flat=True))
     gone = [pid for pid in pair if pid not in live]
     if gone:
-        _claim(suggestion, Status.SKIPPED, actor)
-        audit_record(actor=actor, action="merge_suggestion.skip", target=suggestion)
+        _claim(suggestion, Status.CLOSED, actor)
+        audit_record(actor=actor, action="merge_suggestion.close", target=suggestion)
         raise MergeError(
             f"Profile #{gone[0]} no longer exists (merged or erased); the suggestion is closed."
         )

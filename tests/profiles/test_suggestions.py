@@ -6,8 +6,13 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from profiles.models import DoNotMerge, MergeSuggestion, Profile, SourceRecord
-from profiles.services.merging import MergeError, profiles_merge, profiles_merge_many
+from profiles.models import DoNotMerge, MergeLog, MergeSuggestion, Profile, SourceRecord
+from profiles.services.merging import (
+    MergeError,
+    profile_unmerge,
+    profiles_merge,
+    profiles_merge_many,
+)
 from profiles.services.suggestions import (
     merge_suggestion_accept,
     merge_suggestions_accept_above,
@@ -74,9 +79,28 @@ def test_a_merge_closes_the_pending_suggestions_of_the_profile_it_absorbs(three,
         profiles_merge(survivor_id=a, other_ids=[b], reason="steward")
 
     of_absorbed.refresh_from_db()
-    assert of_absorbed.status == MergeSuggestion.Status.SKIPPED
+    assert of_absorbed.status == MergeSuggestion.Status.CLOSED
     assert of_absorbed.reviewed_at is not None
     assert MergeSuggestion.objects.get(pk=of_survivor.pk).status == MergeSuggestion.Status.PENDING
+
+    # Undoing the merge puts the suggestion back in the queue as it was.
+    profile_unmerge(merge_log=MergeLog.objects.get())
+
+    of_absorbed.refresh_from_db()
+    assert (of_absorbed.status, of_absorbed.reviewed_at) == (MergeSuggestion.Status.PENDING, None)
+    assert MergeSuggestion.objects.get(pk=of_survivor.pk).status == MergeSuggestion.Status.PENDING
+
+
+def test_undoing_a_merge_does_not_reopen_a_suggestion_whose_pair_is_now_kept_apart(three):
+    a, b, c = three
+    between = MergeSuggestion.objects.create(left_id=a, right_id=b, score=12)
+    profiles_merge_many(clusters=[[a, b]], reason="fuzzy: ruleset Default")
+    assert MergeSuggestion.objects.get(pk=between.pk).status == MergeSuggestion.Status.CLOSED
+
+    profile_unmerge(merge_log=MergeLog.objects.get())
+
+    # The undo stores do-not-merge for the pair: the suggestion stays closed.
+    assert MergeSuggestion.objects.get(pk=between.pk).status == MergeSuggestion.Status.CLOSED
 
 
 def test_review_next_moves_past_a_suggestion_whose_profile_is_gone(three, admin_client):
@@ -92,7 +116,7 @@ def test_review_next_moves_past_a_suggestion_whose_profile_is_gone(three, admin_
         f"Profile #{b} no longer exists (merged or erased); the suggestion is closed."
     ]
     stale.refresh_from_db()
-    assert stale.status == MergeSuggestion.Status.SKIPPED
+    assert stale.status == MergeSuggestion.Status.CLOSED
     nxt = admin_client.get(reverse("admin:profiles_mergesuggestion_next"))
     assert nxt.url != review
     assert Profile.objects.filter(pk__in=[a, c]).count() == 2
