@@ -34,6 +34,7 @@ from django.utils import timezone
 from cdp.normalize import IdentifierTypes, InvalidValue, clean_text, identifier_key
 from consent.services.suppression import suppression_check
 from profiles.models import DataSource, Event, ImportRun, RawRecord
+from profiles.services.imports import CP1252_LATIN1
 from profiles.services.loyalty import loyalty_events_ingested
 from profiles.services.mapping import MappedIdentity, MappedRecord, stable_hash
 from profiles.services.records import source_records_upsert
@@ -259,7 +260,9 @@ def _read(path_or_file) -> tuple[list[str], list[dict]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("cp1252")
+        # As file imports read it: Windows-1252, Latin-1 for the five bytes it leaves undefined
+        # (plain cp1252 raised on a stray 0x81 and left the run 'running').
+        text = data.decode(CP1252_LATIN1)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         headers = [h.strip() for h in next(reader)]

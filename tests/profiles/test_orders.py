@@ -212,3 +212,16 @@ def test_orders_of_an_erased_person_are_dropped_and_keep_no_payload(shop):
     names = sorted(e.properties["order_id"] for e in Event.objects.all())
     assert "#1001" not in names and "#1002" not in names
     assert "#1003" in names
+
+
+def test_a_windows_1252_export_with_a_stray_undefined_byte_imports(shop):
+    """Byte 0x81 is undefined in Windows-1252: the file is read as file imports read it
+    (Windows-1252, Latin-1 for the five undefined bytes), not left running with a traceback."""
+    rows = [{**head("#2001", "zoe@example.com", "paid", "10.00", "2026-05-01 10:00:00 +0200"),
+             **line("#2001", "Caf\x81 \u20ac", "10.00")}]  # fmt: skip
+    data = orders_csv(*rows).encode("cp1252", errors="ignore").replace(b"Caf", b"Caf\x81")
+    assert b"\x81" in data and b"\x80" in data  # the euro sign is 0x80 in Windows-1252
+    run = orders_import(source=shop, file=text_file(data, "orders_export.csv"))
+    assert (run.status, run.rows_done, run.created_count) == ("succeeded", 1, 1)
+    products = Event.objects.get(message_id="shopify-order:#2001").properties["products"]
+    assert products[0]["name"] == "Caf\x81 \u20ac"
