@@ -141,12 +141,14 @@ def _suggestions_reopen(restored_ids: list[int]) -> None:
     sides = {pid for s in closed for pid in (s.left_id, s.right_id)}
     live = set(Profile.objects.filter(pk__in=sides).values_list("pk", flat=True))
     apart = do_not_merge_pairs(sorted(sides)) if closed else set()
-    reopen = [
-        s.pk
-        for s in closed
-        if {s.left_id, s.right_id} <= live
-        and (min(s.left_id, s.right_id), max(s.left_id, s.right_id)) not in apart
-    ]
+    # One per pair, the newest: a pair may have been closed twice (kept apart at an earlier
+    # undo, lifted, suggested and closed again), and only one suggestion per pair may be pending.
+    newest: dict[tuple[int, int], int] = {}
+    for s in sorted(closed, key=lambda s: s.pk):
+        pair = (min(s.left_id, s.right_id), max(s.left_id, s.right_id))
+        if {s.left_id, s.right_id} <= live and pair not in apart:
+            newest[pair] = s.pk
+    reopen = list(newest.values())
     MergeSuggestion.objects.filter(pk__in=reopen).update(
         status=MergeSuggestion.Status.PENDING, reviewed_at=None, reviewed_by=None
     )

@@ -27,8 +27,8 @@ def merge_suggestion_accept(*, suggestion: MergeSuggestion, actor) -> MergeLog:
     """Merge the pair (the older id survives); see ``_accept``.
 
     A side that no longer exists (erased, or merged before merges closed such suggestions)
-    closes the suggestion as skipped, so it leaves the queue instead of coming back to the
-    top of "Review next" after every failed accept.
+    closes the suggestion (status closed, as a merge closes it), so it leaves the queue
+    instead of coming back to the top of "Review next" after every failed accept.
     """
     pair = (suggestion.left_id, suggestion.right_id)
     live = set(Profile.objects.filter(pk__in=pair).values_list("pk", flat=True))

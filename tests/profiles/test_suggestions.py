@@ -191,3 +191,23 @@ def test_the_review_page_names_each_identitys_type_and_the_record_it_came_from(
     side = page[page.index('id="side-1"') : page.index('id="side-2"')]
     assert "<td>E-mail</td><td>ann@x.com</td><td>shop C-1</td>" in side
     assert "<td>Customer number</td><td>C-1</td><td>shop C-1</td>" in side
+
+
+def test_undoing_a_merge_reopens_one_suggestion_per_pair(three):
+    """Two closed suggestions of one pair (the first stayed closed while the pair was kept
+    apart; after the pair was lifted a run suggested it again and a merge closed that one
+    too): the undo reopens the newest only, instead of failing on one-pending-per-pair."""
+    a, b, c = three
+    first = MergeSuggestion.objects.create(left_id=b, right_id=c, score=12)
+    profiles_merge(survivor_id=a, other_ids=[b], reason="steward")
+    DoNotMerge.objects.create(left_id=b, right_id=c, reason="steward")
+    profile_unmerge(merge_log=MergeLog.objects.get())
+    assert MergeSuggestion.objects.get(pk=first.pk).status == MergeSuggestion.Status.CLOSED
+    DoNotMerge.objects.filter(left_id=b, right_id=c).delete()  # lifted in the admin
+    again = MergeSuggestion.objects.create(left_id=b, right_id=c, score=13)
+    log = profiles_merge(survivor_id=a, other_ids=[c], reason="steward")
+
+    profile_unmerge(merge_log=log)
+
+    statuses = dict(MergeSuggestion.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "closed", again.pk: "pending"}
