@@ -517,16 +517,29 @@ def survivorship_overrides_error(overrides) -> str:
         return ""
     if not isinstance(overrides, dict):
         return 'Give an object of attribute and strategy, e.g. {"city": "most_recent"}.'
-    problems = []
-    for name, strategy in overrides.items():
-        if name not in CANONICAL_ATTRIBUTES:
-            problems.append(f"unknown attribute {name!r}")
-        elif not isinstance(strategy, str) or strategy not in SurvivorshipStrategy.values:
-            problems.append(f"{name}: unknown strategy {strategy!r}")
+    problems = [
+        p for name, strategy in overrides.items() if (p := _override_problem(name, strategy))
+    ]
     if not problems:
         return ""
     choices = ", ".join(SurvivorshipStrategy.values)
     return "; ".join(problems) + f" (strategies: {choices})."
+
+
+def survivorship_overrides_valid(overrides) -> dict[str, str]:
+    """The overrides survivorship applies: the entries ``survivorship_overrides_error`` accepts
+    (one saved before the admin checked them is ignored rather than stopping every merge)."""
+    if not isinstance(overrides, dict):
+        return {}
+    return {name: s for name, s in overrides.items() if not _override_problem(name, s)}
+
+
+def _override_problem(name: str, strategy: object) -> str:
+    if name not in CANONICAL_ATTRIBUTES:
+        return f"unknown attribute {name!r}"
+    if not isinstance(strategy, str) or strategy not in SurvivorshipStrategy.values:
+        return f"{name}: unknown strategy {strategy!r}"
+    return ""
 
 
 class MatchRule(models.Model):

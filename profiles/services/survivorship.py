@@ -17,13 +17,23 @@ from django.db import connection
 from django.utils import timezone
 
 from cdp.bulk import bulk_update_rows
-from profiles.models import DataSource, Profile, SourceRecord
+from profiles.models import (
+    DataSource,
+    Profile,
+    SourceRecord,
+    SurvivorshipStrategy,
+    survivorship_overrides_valid,
+)
 
 # Canonical attributes copied to indexed Profile columns for search and lists.
 PROFILE_COLUMNS = ("first_name", "last_name", "email", "phone", "city", "country")
 
 
-SOURCE_PRIORITY, MOST_RECENT, MOST_FREQUENT = "source_priority", "most_recent", "most_frequent"
+SOURCE_PRIORITY, MOST_RECENT, MOST_FREQUENT = (
+    SurvivorshipStrategy.SOURCE_PRIORITY.value,
+    SurvivorshipStrategy.MOST_RECENT.value,
+    SurvivorshipStrategy.MOST_FREQUENT.value,
+)
 # From this many profiles on, the SQL refresh turns JIT off and raises work_mem (a small
 # refresh is planned far below the JIT cost threshold and sorts in the default work_mem).
 BIG_REFRESH = 5000
@@ -100,21 +110,15 @@ def _active_strategies() -> tuple[str, dict]:
     )
 
 
-STRATEGIES = (SOURCE_PRIORITY, MOST_RECENT, MOST_FREQUENT)
-
-
 def _strategies(ruleset) -> tuple[str, dict]:
     """The default strategy and the valid overrides; entries the admin would refuse (saved
     before it checked them) are ignored rather than stopping every merge and import."""
     if ruleset is None:
         return SOURCE_PRIORITY, {}
     default = ruleset.survivorship_default
-    overrides = ruleset.survivorship_overrides
-    if not isinstance(overrides, dict):
-        overrides = {}
     return (
-        default if default in STRATEGIES else SOURCE_PRIORITY,
-        {name: s for name, s in overrides.items() if isinstance(s, str) and s in STRATEGIES},
+        default if default in SurvivorshipStrategy.values else SOURCE_PRIORITY,
+        survivorship_overrides_valid(ruleset.survivorship_overrides),
     )
 
 
