@@ -16,8 +16,13 @@ class CdpConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
+        from django.db.models import Field, ForeignObject
         from django.db.models.signals import post_migrate
 
+        from cdp.lookups import Among
         from cdp.roles import roles_sync_after_migrate
+
+        Field.register_lookup(Among)
+        ForeignObject.register_lookup(Among)  # relations only see their own lookups
 
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="cdp_roles_sync")

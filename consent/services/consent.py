@@ -114,7 +114,7 @@ def current_states(
     states: dict[int, dict[tuple[int, int], _State]] = defaultdict(dict)
     if not profile_ids:
         return states
-    rows = ConsentRecord.objects.filter(profile_id__in=profile_ids)
+    rows = ConsentRecord.objects.filter(profile_id__among=profile_ids)
     if purpose_ids is not None:
         rows = rows.filter(purpose_id__in=purpose_ids)
     for pid, purpose_id, channel_id, status, captured, rid in rows.order_by(
@@ -299,7 +299,7 @@ def consent_from_source_records(
     if not source_record_ids:
         return counts
     rows = list(
-        SourceRecord.objects.filter(pk__in=source_record_ids, profile__isnull=False).values_list(
+        SourceRecord.objects.filter(pk__among=source_record_ids, profile__isnull=False).values_list(
             "id", "profile_id", "source_id", "attributes"
         )
     )
@@ -318,7 +318,7 @@ def consent_from_source_records(
     )
     seen = set(
         ConsentRecord.objects.filter(
-            source_record_id__in=[sr for sr, _, _, _ in planned], source=ConsentSource.IMPORT
+            source_record_id__among=[sr for sr, _, _, _ in planned], source=ConsentSource.IMPORT
         ).values_list("source_record_id", "purpose_id", "status", "captured_at")
     )
     now = timezone.now()

@@ -46,7 +46,7 @@ def source_records_upsert(*, source: DataSource, records: list[MappedRecord]) ->
         latest[record.external_key] = record
     existing = {
         sr.external_key: sr
-        for sr in SourceRecord.objects.filter(source=source, external_key__in=list(latest)).only(
+        for sr in SourceRecord.objects.filter(source=source, external_key__among=list(latest)).only(
             "id", "external_key", "content_hash", "profile_id"
         )
     }

@@ -468,7 +468,7 @@ def linkable_keys(*, keys: set[tuple[str, str]], cap: int) -> tuple[set, list[tu
     key_values = sorted({k for _, k in allowed})
     for start in range(0, len(key_values), 2000):
         rows = (
-            Identity.objects.filter(key__in=key_values[start : start + 2000])
+            Identity.objects.filter(key__among=key_values[start : start + 2000])
             .values("type", "key")
             .annotate(n=Count("source_record_id", distinct=True))
             .filter(n__gt=cap)
@@ -507,7 +507,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     attributes: dict[int, dict] = {}
     for start in range(0, len(ids), 5000):
         rows = (
-            SourceRecord.objects.filter(pk__in=ids[start : start + 5000])
+            SourceRecord.objects.filter(pk__among=ids[start : start + 5000])
             .order_by("pk")
             .values_list("id", "profile_id", "attributes")
         )
@@ -517,7 +517,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     all_keys: set[tuple[str, str]] = set()
     for start in range(0, len(ids), 5000):
         rows = Identity.objects.filter(
-            source_record_id__in=ids[start : start + 5000], key__isnull=False
+            source_record_id__among=ids[start : start + 5000], key__isnull=False
         ).values_list("source_record_id", "type", "key")
         for sr_id, id_type, key in rows:
             record_keys[sr_id].setdefault(id_type, key)
@@ -547,7 +547,7 @@ def profiles_resolve(*, source_record_ids: list[int]) -> dict[str, int]:
     for start in range(0, len(link_values), 2000):
         rows = (
             Identity.objects.filter(
-                key__in=link_values[start : start + 2000], profile__isnull=False
+                key__among=link_values[start : start + 2000], profile__isnull=False
             )
             .values_list("type", "key", "profile_id")
             .distinct()
