@@ -13,8 +13,8 @@ from __future__ import annotations
 import codecs
 import csv
 import encodings.cp1252
+import hashlib
 import io
-import json
 import logging
 import traceback
 from collections import Counter
@@ -49,6 +49,7 @@ from profiles.services.mapping import (
     number_locale_from_evidence,
     preset_constant_specs,
     stable_hash,
+    stable_json,
 )
 from profiles.services.records import source_records_upsert
 from profiles.services.resolution import profiles_resolve
@@ -677,14 +678,16 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
             copy_sql = f"COPY {RawRecord._meta.db_table} ({columns}) FROM STDIN"
             with cursor.cursor.copy(copy_sql) as copy:
                 for number, row, status, error, record_id in rows:
-                    payload = json.dumps(row, ensure_ascii=False)
+                    # One encoding serves as payload and as stable_hash's input: jsonb keeps
+                    # no key order, so the sorted keys store the same value.
+                    payload = stable_json(row)
                     copy.write_row(
                         (
                             source.pk,
                             run.pk,
                             number,
                             payload,
-                            stable_hash(row),
+                            hashlib.sha256(payload.encode("utf-8")).hexdigest(),
                             status,
                             error,
                             record_id,

@@ -87,10 +87,14 @@ class MappedRecord:
         return stable_hash([self.attributes, self.traits, ids])
 
 
+def stable_json(value: object) -> str:
+    """The JSON text ``stable_hash`` hashes: sorted keys, non-ASCII as is."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
 def stable_hash(value: object) -> str:
     """SHA-256 of a JSON-serialisable value with sorted keys (row and content hashes)."""
-    data = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+    return hashlib.sha256(stable_json(value).encode("utf-8")).hexdigest()
 
 
 def default_specs(headers: list[str], preset: str = "") -> list[FieldSpec]:

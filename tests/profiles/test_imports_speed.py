@@ -171,3 +171,31 @@ def test_rows_append_writes_json_datetimes_and_nulls(make_source):
         ("email", "a@x.org", "", None, now),
         ("phone", None, "not a phone number", None, now),
     ]
+
+
+def test_raw_rows_are_encoded_once_and_keep_their_hash(make_source, import_csv, monkeypatch):
+    """PostgreSQL lands the sorted-key text that stable_hash hashes (jsonb keeps no key order):
+    one JSON encoding per raw row, the same payload and content hash as before."""
+    import json
+
+    from django.db import connection
+
+    from profiles.services.mapping import stable_hash
+
+    encoded: list[dict] = []
+    dumps = json.dumps
+
+    def counting(value, *args, **kwargs):
+        if isinstance(value, dict) and "Email" in value:
+            encoded.append(value)
+        return dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", counting)
+    import_csv(
+        make_source(preset="shopify"),
+        shopify_csv(shopify_row(**{"First Name": "Zoë", "Email": "zoe@example.com"})),
+    )
+    assert len(encoded) == (1 if connection.vendor == "postgresql" else 2)
+    raw = RawRecord.objects.get()
+    assert raw.payload["First Name"] == "Zoë"
+    assert raw.content_hash == stable_hash(raw.payload)
