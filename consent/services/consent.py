@@ -268,6 +268,42 @@ def decisions_from_attributes(attributes: dict) -> list[_Decision]:
     return decisions
 
 
+# The attributes decisions_from_attributes reads: its result depends on nothing else (and the
+# clock, for consent times in the future).
+CONSENT_ATTRIBUTES = (
+    "email_opt_in_at",
+    "email_opt_out_at",
+    "email_cleaned_at",
+    "accepts_email_marketing",
+    "email_subscription_status",
+    "email_opt_out",
+    "accepts_sms_marketing",
+)
+_ABSENT = object()
+
+
+class _DecisionMemo:
+    """``decisions_from_attributes`` remembered per distinct consent attributes, for one batch.
+
+    An import batch holds thousands of records and a handful of distinct combinations of
+    consent values. Values are told apart by type too (True is not 1 here).
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[tuple, list[_Decision]] = {}
+
+    def __call__(self, attributes: dict) -> list[_Decision]:
+        values = [attributes.get(name, _ABSENT) for name in CONSENT_ATTRIBUTES]
+        key = tuple((value, type(value)) for value in values)
+        try:
+            return self.known[key]
+        except KeyError:
+            decisions = self.known[key] = decisions_from_attributes(attributes)
+            return decisions
+        except TypeError:  # an unhashable value (a list from an API client): not remembered
+            return decisions_from_attributes(attributes)
+
+
 _IMPORT_FIELDS = (
     "profile",
     "purpose",
@@ -303,9 +339,8 @@ def consent_from_source_records(
             "id", "profile_id", "source_id", "attributes"
         )
     )
-    planned = [
-        (sr, pid, src, decisions_from_attributes(attrs or {})) for sr, pid, src, attrs in rows
-    ]
+    decide = _DecisionMemo()
+    planned = [(sr, pid, src, decide(attrs or {})) for sr, pid, src, attrs in rows]
     planned = [p for p in planned if p[3]]
     if not planned:
         return counts

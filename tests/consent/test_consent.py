@@ -451,3 +451,61 @@ def test_an_explicit_consent_time_in_the_future_is_not_trusted():
 
     assert parse_consent_time("2100-01-01 00:00:00") is None
     assert parse_consent_time("2026-05-01T10:00:00Z") == datetime(2026, 5, 1, 10, tzinfo=UTC)
+
+
+def test_decision_memo_decides_as_decisions_from_attributes():
+    """The per-batch memo (one decision list per distinct consent values) changes nothing."""
+    from consent.services.consent import (
+        CONSENT_ATTRIBUTES,
+        _DecisionMemo,
+        decisions_from_attributes,
+    )
+
+    class Reads(dict):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.read: set[str] = set()
+
+        def get(self, key, default=None):
+            self.read.add(key)
+            return super().get(key, default)
+
+        def __contains__(self, key):
+            self.read.add(key)
+            return super().__contains__(key)
+
+        def __getitem__(self, key):
+            self.read.add(key)
+            return super().__getitem__(key)
+
+    probe = Reads(
+        {
+            "email_opt_in_at": "2024-01-02T03:04:05Z",
+            "email_subscription_status": "subscribed",
+            "email_cleaned_at": "",
+            "accepts_sms_marketing": False,
+        }
+    )
+    decisions_from_attributes(probe)
+    decisions_from_attributes(Reads({"email_subscription_status": "Subscribed"}))
+    # Every attribute it reads is in the memo's key.
+    assert probe.read <= set(CONSENT_ATTRIBUTES)
+
+    memo = _DecisionMemo()
+    cases = [
+        {"accepts_email_marketing": True, "first_name": "Ann"},
+        {"accepts_email_marketing": True, "first_name": "Bob"},
+        {"accepts_email_marketing": 1},  # not True: no decision
+        {"accepts_email_marketing": False, "email_opt_out_at": "2024-05-01"},
+        {"email_opt_in_at": "2024-01-02", "accepts_email_marketing": None},
+        {"email_opt_in_at": "2024-01-02"},
+        {"email_subscription_status": ["subscribed"]},  # unhashable: decided, not remembered
+        {},
+    ]
+    for attrs in cases:
+        assert memo(attrs) == decisions_from_attributes(attrs), attrs
+    assert memo(cases[2]) == []
+    assert [(d.status, d.field) for d in memo(cases[0])] == [("granted", "accepts_email_marketing")]
+    assert memo(cases[4]) == []  # the key is present: no opt-in from the time alone
+    assert [d.status for d in memo(cases[5])] == ["granted"]
+    assert len(memo.known) == 6  # Ann and Bob share one entry; the list is not kept
