@@ -32,7 +32,9 @@ class Among(Lookup):
         if not values:
             raise EmptyResultSet
         if connection.vendor == "postgresql":
-            db_type = self.lhs.output_field.db_type(connection)
+            # Without a length or precision: a cast to varchar(320) would cut a longer value
+            # to a stored one's length and match it, where __in compares it whole.
+            db_type = self.lhs.output_field.db_type(connection).split("(", 1)[0]
             return f"{lhs} = ANY(%s::{db_type}[])", [*lhs_params, values]
         marks = ", ".join(["%s"] * len(values))
         return f"{lhs} IN ({marks})", [*lhs_params, *values]

@@ -48,3 +48,11 @@ def test_among_sends_one_parameter_on_postgresql(records):
         assert "= ANY(" in sql and "::bigint[]" in sql
     else:
         assert " IN (" in sql
+
+
+def test_among_compares_long_values_whole(records):
+    """A value longer than the column is never cut to the column's length to match."""
+    Identity.objects.filter(key="x@example.com").update(key="k" * 320)
+    assert not Identity.objects.filter(key__among=["k" * 321]).exists()
+    assert not Identity.objects.filter(key__in=["k" * 321]).exists()
+    assert Identity.objects.filter(key__among=["k" * 320]).count() == 1
