@@ -6,6 +6,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django_q.models import Schedule
 
 from insights.models import InsightRun, ProfileInsight
 from profiles.models import Profile
@@ -29,6 +30,11 @@ def test_demo_computes_insights_once_and_a_second_demo_keeps_them():
     buyers = ProfileInsight.objects.filter(order_count__gt=0)
     assert buyers.exclude(rfm_group="").count() == buyers.count() > 0
     assert f"Insights: full run #{InsightRun.objects.get().pk} succeeded" in first
+    # The worker the demo starts keeps insights current afterwards.
+    assert sorted(Schedule.objects.values_list("name", "func")) == [
+        ("insights: full (nightly)", "insights.tasks.insight_run_enqueue_full"),
+        ("insights: incremental", "insights.tasks.insight_run_enqueue_incremental"),
+    ]
 
     second = demo()
 

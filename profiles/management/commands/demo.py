@@ -74,6 +74,9 @@ class Command(BaseCommand):
             duplicates += result["duplicates"]
         self.stdout.write(f"events.jsonl: stored {accepted}, already stored {duplicates}")
         self._insights(changed=bool(changed or accepted))
+        # Later changes (imports, events, merges) reach insights through the worker, as in
+        # production: the incremental run every 5 minutes and the nightly full run.
+        call_command("insights_schedule", stdout=self.stdout)
         self.stdout.write(
             f"Now: {Profile.objects.count()} profiles from {SourceRecord.objects.count()} "
             f"source records, {Event.objects.count()} events."
