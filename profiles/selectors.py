@@ -49,17 +49,29 @@ def lookup_keys(
     ``everywhere`` (the admin's search, which lists candidates for a person to look at), in
     every region where it is a valid number: a record's own country may have read it.
     """
-    regions: list[str | None] = [region.upper()] if region else [None]
-    if id_type == IdentifierTypes.PHONE and not region:
+    keys = _keys_in(id_type, value, [region.upper() or None])
+    # Other regions only for a national phone number: one with its country code, or text
+    # without a digit (a name searched in the admin), reads the same or not at all in each.
+    if (
+        id_type == IdentifierTypes.PHONE
+        and not region
+        and not keys
+        and any(map(str.isdigit, value))
+    ):
         if everywhere:
-            regions += sorted(phonenumbers.SUPPORTED_REGIONS)
+            regions = sorted(phonenumbers.SUPPORTED_REGIONS)
         else:
             sources = DataSource.objects.values_list("default_region", flat=True).distinct()
-            regions += sorted({settings.CDP_DEFAULT_PHONE_REGION.upper(), *sources} - {""})
+            regions = sorted({settings.CDP_DEFAULT_PHONE_REGION.upper(), *sources} - {""})
+        keys = _keys_in(id_type, value, regions)
+    return keys
+
+
+def _keys_in(id_type: str, value: str, regions: list[str | None]) -> set[str]:
     keys = set()
-    for candidate in regions:
+    for region in regions:
         try:
-            key = identifier_key(id_type, value, region=candidate).key
+            key = identifier_key(id_type, value, region=region).key
         except InvalidValue:
             continue
         if key:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 import csv
 import encodings.cp1252
-import hashlib
 import io
 import logging
 import traceback
@@ -50,6 +49,7 @@ from profiles.services.mapping import (
     preset_constant_specs,
     stable_hash,
     stable_json,
+    text_hash,
 )
 from profiles.services.records import source_records_upsert
 from profiles.services.resolution import profiles_resolve
@@ -687,7 +687,7 @@ def raw_records_land(*, run: ImportRun, source: DataSource, rows: list[tuple], r
                             run.pk,
                             number,
                             payload,
-                            hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+                            text_hash(payload),
                             status,
                             error,
                             record_id,

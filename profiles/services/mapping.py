@@ -94,7 +94,12 @@ def stable_json(value: object) -> str:
 
 def stable_hash(value: object) -> str:
     """SHA-256 of a JSON-serialisable value with sorted keys (row and content hashes)."""
-    return hashlib.sha256(stable_json(value).encode("utf-8")).hexdigest()
+    return text_hash(stable_json(value))
+
+
+def text_hash(text: str) -> str:
+    """The hash ``stable_hash`` gives a value, from its ``stable_json`` text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def default_specs(headers: list[str], preset: str = "") -> list[FieldSpec]:

@@ -123,9 +123,9 @@ def _suggestions_close(absorbed_ids, *, now) -> None:
     survivor and other side again, scored as they are now. Undoing the merge reopens them
     (``_suggestions_reopen``)."""
     pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
-    pending.filter(models.Q(left_id__in=absorbed_ids) | models.Q(right_id__in=absorbed_ids)).update(
-        status=MergeSuggestion.Status.CLOSED, reviewed_at=now
-    )
+    pending.filter(
+        models.Q(left_id__among=absorbed_ids) | models.Q(right_id__among=absorbed_ids)
+    ).update(status=MergeSuggestion.Status.CLOSED, reviewed_at=now)
 
 
 def _suggestions_reopen(restored_ids: list[int]) -> None:
@@ -567,14 +567,8 @@ def _merge_batch_pg(clusters, reason, actor, details, result: MergeManyResult) -
         if collect:
             Profile.objects.filter(pk__in=collect).delete()
         cursor.execute(f"DELETE FROM {profile} p USING {MAP_TABLE} m WHERE p.id = m.loser_id")
-        # Pending suggestions naming an absorbed profile leave the queue (``_suggestions_close``).
-        cursor.execute(
-            f"UPDATE {_table(MergeSuggestion)} s SET status = %s, reviewed_at = %s "
-            f"WHERE s.status = %s AND (s.left_id IN (SELECT loser_id FROM {MAP_TABLE}) "
-            f"OR s.right_id IN (SELECT loser_id FROM {MAP_TABLE}))",
-            [MergeSuggestion.Status.CLOSED, now, MergeSuggestion.Status.PENDING],
-        )
         absorbed = sum(len(c) - 1 for c in clusters)
+    _suggestions_close([other for cluster in clusters for other in cluster[1:]], now=now)
     from profiles.services.survivorship import profile_attributes_refresh
 
     profile_attributes_refresh(profile_ids=[c[0] for c in clusters])

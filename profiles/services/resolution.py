@@ -458,6 +458,17 @@ class _Components:
         return True
 
 
+def overshared_keys(identities, cap: int):
+    """(type, key, n) rows of the keys among ``identities`` that more than ``cap`` source
+    records share: such a value identifies no one (a shop's default, a household line)."""
+    return (
+        identities.filter(key__isnull=False)
+        .values("type", "key")
+        .annotate(n=Count("source_record_id", distinct=True))
+        .filter(n__gt=cap)
+    )
+
+
 def linkable_keys(*, keys: set[tuple[str, str]], cap: int) -> tuple[set, list[tuple]]:
     """Keys that may link: not a role mailbox, not shared by more than ``cap`` records.
 
@@ -467,11 +478,8 @@ def linkable_keys(*, keys: set[tuple[str, str]], cap: int) -> tuple[set, list[tu
     overshared = []
     key_values = sorted({k for _, k in allowed})
     for start in range(0, len(key_values), 2000):
-        rows = (
-            Identity.objects.filter(key__among=key_values[start : start + 2000])
-            .values("type", "key")
-            .annotate(n=Count("source_record_id", distinct=True))
-            .filter(n__gt=cap)
+        rows = overshared_keys(
+            Identity.objects.filter(key__among=key_values[start : start + 2000]), cap
         )
         for row in rows:
             if (row["type"], row["key"]) in allowed:
@@ -842,11 +850,7 @@ def _run(run: ResolutionRun) -> dict:
     _progress(run, "loading profiles", 0, profiles_before)
     ids, columns = profile_match_columns()
     overshared = list(
-        Identity.objects.filter(key__isnull=False)
-        .values("type", "key")
-        .annotate(n=Count("source_record_id", distinct=True))
-        .filter(n__gt=run.ruleset.identifier_cap)
-        .order_by("-n")
+        overshared_keys(Identity.objects.all(), run.ruleset.identifier_cap).order_by("-n")
     )
     _unlinkable_keys_drop(columns, {(row["type"], row["key"]) for row in overshared})
     table = matching.table_from_columns(ids, columns, raw_fields=_raw_fields(spec))
